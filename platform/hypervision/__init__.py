@@ -1,0 +1,5 @@
+"""Hypervision's control plane: settings, local services, catalogue, tenancy, storage, CLI.
+
+Importable as `hypervision`; it lives in `platform/hypervision/` so that nothing shadows the
+standard library's `platform` module. See platform/README.md.
+"""

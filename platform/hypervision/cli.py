@@ -1,0 +1,26 @@
+"""The `hypervision` command line: one entry point for operators and for the demo.
+
+Each group of commands lives in `hypervision.commands.<group>` and registers itself here.
+Domain errors exit with code 1 and a clear message; see platform/README.md.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="hypervision",
+    help="Hypervision: a mutualised LoRaWAN hypervision platform for local authorities.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _register_all() -> None:
+    from hypervision.commands import database, demo, pipeline, services, tenants
+
+    for group in (services, database, tenants, pipeline, demo):
+        group.register(app)
+
+
+_register_all()

@@ -1,0 +1,1 @@
+"""Groups of `hypervision` sub-commands, each module exposing `register(app)`; see cli.py."""

@@ -1,0 +1,33 @@
+"""`hypervision migrate`: apply pending control and member migrations."""
+
+from __future__ import annotations
+
+import psycopg
+import typer
+
+from hypervision import migrate
+from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.db import connect_admin
+from hypervision.tenancy.spec import member_role
+
+
+def run_migrations() -> int:
+    settings = settings_or_exit()
+    with connect_admin(settings) as conn:
+        count = migrate.migrate_control(conn, log=console.print)
+        members = conn.execute("SELECT slug, schema_name FROM hv.members ORDER BY slug").fetchall()
+        for slug, schema in members:
+            count += migrate.migrate_tenant(conn, schema, member_role(slug, "owner"),
+                                            log=console.print)
+    return count
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("migrate")
+    def migrate_command() -> None:
+        """Apply pending migrations: the catalogue, then every member schema."""
+        try:
+            count = run_migrations()
+        except psycopg.OperationalError as exc:
+            raise fail(f"database unreachable: {exc}") from None
+        console.print(f"= {count} migration(s) applied" if count else "= up to date")

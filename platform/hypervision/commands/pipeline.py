@@ -1,0 +1,99 @@
+"""`hypervision worker`, `hypervision receive`, `hypervision simulate`: the pipeline's
+processes, each in the foreground (a supervisor or the demo runs them)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from typing import Annotated
+
+import typer
+
+from hypervision.commands.common import console, fail, settings_or_exit
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("worker")
+    def worker(
+        concurrency: Annotated[
+            int | None, typer.Option(help="Processes (HV_WORKER_CONCURRENCY).")
+        ] = None,
+        loglevel: str = "info",
+    ) -> None:
+        """Run a Celery ingestion worker on the `ingest` queue."""
+        settings = settings_or_exit()
+        from ingest.worker import INGEST_QUEUE
+        from ingest.worker import app as celery_app
+
+        celery_app.worker_main([
+            "worker", "-Q", INGEST_QUEUE, "-c", str(concurrency or settings.worker_concurrency),
+            "--loglevel", loglevel, "-n", f"ingest-{int(time.time())}@%h", "--without-mingle",
+            "--without-gossip",
+        ])
+
+    @app.command("receive")
+    def receive(
+        http: Annotated[
+            bool, typer.Option(help="Also serve the HTTP integration endpoint.")
+        ] = True,
+    ) -> None:
+        """Run the receivers: MQTT (and the HTTP integration endpoint) into Celery batches."""
+        import uvicorn
+
+        from ingest.batcher import Batcher
+        from ingest.receive import MqttReceiver, celery_sender
+        from ingest.receive_http import make_app
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        settings = settings_or_exit()
+        send = celery_sender(settings)
+        mqtt_receiver = MqttReceiver(
+            settings, Batcher(send, settings.batch_size, settings.batch_max_wait).start()
+        )
+        try:
+            mqtt_receiver.start()
+        except RuntimeError as exc:
+            raise fail(str(exc)) from None
+        console.print(f"receiving MQTT from {settings.mqtt_host}:{settings.mqtt_port}"
+                      f" ({settings.mqtt_topic})")
+        try:
+            if http:
+                http_batcher = Batcher(send, settings.batch_size, settings.batch_max_wait).start()
+                console.print(f"HTTP integration on http://{settings.http_host}:{settings.http_port}"
+                              "/chirpstack?event=up")
+                uvicorn.run(make_app(settings, http_batcher), host=settings.http_host,
+                            port=settings.http_port, log_level="warning")
+                http_batcher.stop()
+            else:
+                stop = threading.Event()
+                signal.signal(signal.SIGTERM, lambda *_: stop.set())
+                with contextlib.suppress(KeyboardInterrupt):
+                    stop.wait()
+        finally:
+            mqtt_receiver.stop()
+            console.print(f"receiver stopped after {mqtt_receiver.received} messages")
+
+    @app.command("simulate")
+    def simulate(
+        rate: Annotated[float, typer.Option(help="Uplinks per second.")] = 20.0,
+        total: Annotated[int | None, typer.Option(help="Stop after this many uplinks.")] = None,
+        seed: int = 1,
+    ) -> None:
+        """Publish simulated ChirpStack events for the devices declared under tenants/."""
+        from hypervision.demo import publish_stream
+        from hypervision.simulator import Simulator
+        from hypervision.tenancy.spec import load_dir
+        from ingest.decode import Catalogue
+
+        settings = settings_or_exit()
+        simulator = Simulator(load_dir(settings.tenants_dir), Catalogue.load(), seed=seed)
+        stop = threading.Event()
+        try:
+            sent = publish_stream(settings, simulator.stream(total), rate, stop)
+        except KeyboardInterrupt:
+            stop.set()
+            sent = -1
+        console.print(f"published {sent} events" if sent >= 0 else "stopped")

@@ -1,0 +1,88 @@
+"""`hypervision tenants validate|plan|apply`: members declared as files under tenants/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import psycopg
+import typer
+
+from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.db import connect_admin
+from hypervision.tenancy import apply as tenancy
+from hypervision.tenancy.spec import SpecError, TenantSpec, load_dir
+from ingest.decode import Catalogue
+
+tenants_app = typer.Typer(help="Members as code: validate, plan and apply tenants/*.yaml.",
+                          no_args_is_help=True)
+DirOption = Annotated[Path | None, typer.Option("--dir", help="Folder of tenant files.")]
+
+SYMBOL_STYLE = {"+": "green", "~": "yellow", "-": "red", "=": "dim"}
+
+
+def _load(folder: Path | None) -> list[TenantSpec]:
+    settings = settings_or_exit()
+    try:
+        return load_dir(folder or settings.tenants_dir)
+    except SpecError as exc:
+        raise fail(str(exc)) from None
+
+
+def _print(step: tenancy.Step) -> None:
+    console.print(f"[{SYMBOL_STYLE[step.symbol]}]{step}[/]")
+
+
+def apply_tenants(folder: Path | None = None, quiet: bool = False) -> list[tenancy.Step]:
+    specs = _load(folder)
+    settings = settings_or_exit()
+    try:
+        with connect_admin(settings) as conn:
+            return tenancy.apply(conn, specs, Catalogue.load(), settings,
+                                 log=(lambda _: None) if quiet else console.print)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
+@tenants_app.command("validate")
+def validate(folder: DirOption = None) -> None:
+    """Check every tenant file; print what each declares."""
+    specs = _load(folder)
+    catalogue = Catalogue.load()
+    for spec in specs:
+        unknown = sorted({d.model for d in spec.devices} - set(catalogue.models))
+        if unknown:
+            raise fail(f"tenants/{spec.name}.yaml: unknown device model(s): {', '.join(unknown)}")
+        console.print(f"= {spec.name}: {spec.identity.name} ({spec.identity.kind}),"
+                      f" {len(spec.devices)} devices")
+
+
+@tenants_app.command("plan")
+def plan(folder: DirOption = None) -> None:
+    """Show what `apply` would change. Writes nothing."""
+    specs = _load(folder)
+    settings = settings_or_exit()
+    try:
+        with connect_admin(settings) as conn:
+            steps = tenancy.plan(conn, specs, Catalogue.load(), settings)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    except psycopg.OperationalError as exc:
+        raise fail(f"database unreachable: {exc}") from None
+    for step in steps:
+        _print(step)
+
+
+@tenants_app.command("apply")
+def apply(folder: DirOption = None) -> None:
+    """Create or update schemas, roles, members and devices. Idempotent; never deletes data."""
+    try:
+        steps = apply_tenants(folder)
+    except psycopg.OperationalError as exc:
+        raise fail(f"database unreachable: {exc}") from None
+    changed = sum(1 for s in steps if s.symbol != "=")
+    console.print(f"= {changed} change(s) applied" if changed else "= nothing to change")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tenants_app, name="tenants")
