@@ -16,13 +16,15 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from hypervision.jobs import JOB_MODULES, JOBS_QUEUE
 from hypervision.settings import Settings, get_settings
 
 INGEST_QUEUE = "ingest"
 
 
 def make_app(settings: Settings) -> Celery:
-    app = Celery("hypervision", broker=settings.redis_url, include=["ingest.tasks"])
+    app = Celery("hypervision", broker=settings.redis_url,
+                 include=["ingest.tasks", *JOB_MODULES])
     app.conf.update(
         task_serializer="msgpack",
         accept_content=["msgpack"],
@@ -35,7 +37,7 @@ def make_app(settings: Settings) -> Celery:
         worker_concurrency=settings.worker_concurrency,
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
         broker_connection_retry_on_startup=True,
-        task_queues=(Queue(INGEST_QUEUE),),
+        task_queues=(Queue(INGEST_QUEUE), Queue(JOBS_QUEUE)),
         task_default_queue=INGEST_QUEUE,
         task_create_missing_queues=False,
         worker_hijack_root_logger=False,

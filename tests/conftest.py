@@ -20,17 +20,20 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Two test runs at once on one machine need their own folder and ports:
+# HV_TEST_DATA_DIR=/tmp/hv-x HV_TEST_PORT_BASE=41000 pytest ...
 TEST_DATA = Path(os.environ.get("HV_TEST_DATA_DIR", "/tmp/hypervision-test"))
+PORT_BASE = int(os.environ.get("HV_TEST_PORT_BASE", "57000"))
 
 # The environment is set before anything imports hypervision: settings are read once, and
 # the worker and receiver processes inherit it.
 os.environ.update({
     "HV_SECRET_KEY": secrets.token_hex(32),
     "HV_DATA_DIR": str(TEST_DATA),
-    "HV_PG_PORT": "57432",
-    "HV_REDIS_PORT": "57379",
-    "HV_MQTT_PORT": "57883",
-    "HV_HTTP_PORT": "57090",
+    "HV_PG_PORT": str(PORT_BASE + 432),
+    "HV_REDIS_PORT": str(PORT_BASE + 379),
+    "HV_MQTT_PORT": str(PORT_BASE + 883),
+    "HV_HTTP_PORT": str(PORT_BASE + 90),
     "HV_BATCH_SIZE": "200",
     "HV_BATCH_MAX_WAIT": "0.2",
     "HV_BROKER_VISIBILITY_TIMEOUT": "5",

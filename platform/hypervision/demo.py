@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 import psycopg
 import redis
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -33,10 +33,10 @@ INGEST_QUEUE = "ingest"
 
 
 def publish_stream(settings: Settings, stream: Iterator[tuple[str, bytes]], rate: float,
-                   stop: threading.Event, client_id: str = "hypervision-simulator") -> int:
-    """Publish (topic, payload) pairs at QoS 1, at most `rate` per second; returns the count.
-
-    Returns once every message is acknowledged by the broker."""
+                   stop: threading.Event, client_id: str = "hypervision-simulator",
+                   on_publish: Callable[[], None] | None = None) -> int:
+    """Publish (topic, payload) pairs at QoS 1, at most `rate` per second (0: no limit);
+    returns the count once the broker has acknowledged every message."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=mqtt.MQTTv311)
     client.max_inflight_messages_set(1000)
@@ -52,6 +52,8 @@ def publish_stream(settings: Settings, stream: Iterator[tuple[str, bytes]], rate
                 break
             last = client.publish(topic, payload, qos=1)
             sent += 1
+            if on_publish is not None:
+                on_publish()
             ahead = sent / rate - (time.monotonic() - started) if rate > 0 else 0
             if ahead > 0:
                 stop.wait(ahead)
@@ -158,8 +160,7 @@ def wait_drained(conn: psycopg.Connection, broker: redis.Redis, expected_events:
     return False
 
 
-def run(settings: Settings, rate: float, duration: float | None,
-        log: Callable[[str], None]) -> Snapshot:
+def run(settings: Settings, rate: float, duration: float | None, console: Console) -> Snapshot:
     from hypervision import services
     from hypervision.commands.database import run_migrations
     from hypervision.commands.tenants import apply_tenants
@@ -170,6 +171,7 @@ def run(settings: Settings, rate: float, duration: float | None,
     from ingest.decode import Catalogue
     from ingest.receive import MqttReceiver, celery_sender
 
+    log = console.print
     were_running = services.status(settings)
     services.start_all(settings, log=log)
     run_migrations()
@@ -186,13 +188,12 @@ def run(settings: Settings, rate: float, duration: float | None,
         base = conn.execute("SELECT coalesce(sum(events), 0) FROM hv.ingest_outcomes").fetchone()[0]
     simulator = Simulator(load_dir(settings.tenants_dir), Catalogue.load())
 
-    def counted() -> Iterator[tuple[str, bytes]]:
-        for item in simulator.stream():
-            published[0] += 1
-            yield item
+    def count() -> None:
+        published[0] += 1
 
     publisher = threading.Thread(
-        target=publish_stream, args=(settings, counted(), rate, stop), daemon=True
+        target=publish_stream, args=(settings, simulator.stream(), rate, stop),
+        kwargs={"on_publish": count}, daemon=True,
     )
     publisher.start()
     log(f"simulating {len(simulator.devices)} devices at {rate:g} uplinks/s; Ctrl-C to stop")
@@ -200,7 +201,7 @@ def run(settings: Settings, rate: float, duration: float | None,
     started = time.monotonic()
     last: Snapshot | None = None
     try:
-        with connect_admin(settings) as conn, Live(refresh_per_second=2) as live:
+        with connect_admin(settings) as conn, Live(console=console, refresh_per_second=2) as live:
             while duration is None or time.monotonic() - started < duration:
                 now = snapshot(conn, broker)
                 live.update(render(now, last, published[0]))

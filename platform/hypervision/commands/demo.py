@@ -20,6 +20,6 @@ def register(app: typer.Typer) -> None:
         from hypervision import demo as demo_job
 
         settings = settings_or_exit()
-        final = demo_job.run(settings, rate, duration, log=console.print)
+        final = demo_job.run(settings, rate, duration, console)
         if final.stored == 0:
             raise typer.Exit(code=1)

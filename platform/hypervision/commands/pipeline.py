@@ -34,6 +34,18 @@ def register(app: typer.Typer) -> None:
             "--without-gossip",
         ])
 
+    @app.command("beat")
+    def beat(loglevel: str = "info") -> None:
+        """Run Celery beat: the platform's periodic jobs (see hypervision.jobs)."""
+        settings = settings_or_exit()
+        from hypervision.jobs import collect_schedule
+        from ingest.worker import app as celery_app
+
+        celery_app.conf.beat_schedule = collect_schedule()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        celery_app.Beat(loglevel=loglevel,
+                        schedule=str(settings.data_dir / "celerybeat-schedule")).run()
+
     @app.command("receive")
     def receive(
         http: Annotated[
