@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,15 @@ from ingest.chirpstack import Envelope, Event, Rejected, parse, received_datetim
 from ingest.decode import Catalogue, Decoded, UplinkToDecode
 from ingest.outcomes import DeadReason, Outcome
 from ingest.registry import DeviceEntry, Registry
-from ingest.store import DeadLetter, MemberBatch, count_outcomes, write_dead_letters, write_member
+from ingest.store import (
+    DeadLetter,
+    MemberBatch,
+    count_outcomes,
+    prepare_staging,
+    stage_batch,
+    write_dead_letters,
+    write_member,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +121,7 @@ class Processor:
         self.registry = registry
         self.max_payload_bytes = max_payload_bytes
         self.guard_window_s = guard_window_s
+        self._staged: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
     # 1-3: validate, attribute, decode -----------------------------------------------
 
@@ -149,11 +159,11 @@ class Processor:
                 continue
             event, entry = attributed
             member = pending.members.setdefault(
-                entry.member_slug, MemberBatch(entry.schema, entry.writer_role)
+                entry.member_slug, MemberBatch(entry.member_slug, entry.schema, entry.writer_role)
             )
             if event.kind == "up":
                 # Copies within one batch never reach the database twice.
-                frame = (event.dev_eui, event.message.f_cnt, event.message.data)
+                frame = (event.dev_eui, event.field("fCnt", 0), event.field("data", b""))
                 if event.deduplication_id in seen_ids or frame in seen_frames:
                     pending.duplicates.append((entry.member_slug, envelope))
                     continue
@@ -170,8 +180,8 @@ class Processor:
         decoded = self.catalogue.decode_batch([
             UplinkToDecode(
                 model_id=entry.model_id,
-                f_port=event.message.f_port,
-                data=event.message.data,
+                f_port=event.field("fPort", 0),
+                data=event.field("data", b""),
                 object=event.body.get("object"),
                 recv_time=event.time,
                 variables=entry.variables,
@@ -184,20 +194,22 @@ class Processor:
 
     def _add_uplink(self, pending: _Pending, envelope: Envelope, event: Event,
                     entry: DeviceEntry, result: Decoded) -> None:
-        m = event.message
-        body = event.body
-        rx = body.get("rxInfo") or []
-        best = max(rx, key=lambda r: r.get("rssi", -1000), default=None)
+        rx = event.field("rxInfo", [])
+        best = max(rx, key=lambda r: r.get("rssi") or -1000, default=None)
+        lora = ((event.field("txInfo", {}).get("modulation") or {}).get("lora")) or {}
         notes = None
         if result.warnings or result.disagreement:
             notes = {"warnings": result.warnings, "disagreement": result.disagreement}
         member = pending.members[entry.member_slug]
         member.uplinks.append((
             event.time, received_datetime(envelope), event.dev_eui, event.deduplication_id,
-            m.f_cnt, m.f_port, m.dr, m.adr, m.confirmed, m.dev_addr or None, m.data,
+            event.field("fCnt", 0), event.field("fPort", 0), event.field("dr", 0),
+            event.field("adr", False), event.field("confirmed", False),
+            event.field("devAddr") or None, event.field("data", b""),
             best.get("rssi") if best else None, best.get("snr") if best else None, len(rx),
-            _json_or_none(rx), _json_or_none(body.get("txInfo")),
-            _json_or_none(body.get("object")), result.codec, result.codec_version,
+            [r["gatewayId"] for r in rx if r.get("gatewayId")],
+            event.field("txInfo", {}).get("frequency"), lora.get("spreadingFactor"),
+            _json_or_none(event.body.get("object")), result.codec, result.codec_version,
             result.error, _json_or_none(notes), envelope.payload.decode("utf-8"),
         ))
         for reading in result.readings:
@@ -221,9 +233,13 @@ class Processor:
             slot[0] += 1
             slot[1] += len(envelope.payload)
 
+        if conn not in self._staged:
+            prepare_staging(conn)
+            self._staged.add(conn)
         with conn.transaction():
             stored_ids: set[Any] = set()
             stored_digests: set[bytes] = set()
+            stage_batch(conn, list(pending.members.values()))
             for member in pending.members.values():
                 written = write_member(conn, member, self.guard_window_s)
                 stored_ids |= written.stored_uplinks

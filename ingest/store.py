@@ -1,14 +1,15 @@
-"""Idempotent batched writes into a member's hypertables, and into the shared catalogue.
+"""Idempotent batched writes into the members' hypertables, and into the shared catalogue.
 
-For each member in a batch, as that member's writer role (SET LOCAL ROLE):
-1. COPY the batch into temporary staging tables (one round trip per table);
-2. INSERT the uplinks ... ON CONFLICT DO NOTHING on (deduplicationId, time), skipping a
-   frame already stored under another id with the same DevEUI, fCnt and bytes within the
-   guard window (replays of devices without frame-counter checks); RETURNING tells which
-   uplinks are new;
-3. insert the measurements of the new uplinks only, then update device state;
-4. insert device events (join, ack, txack, log, status) ON CONFLICT on their digest.
-Everything of one batch is one transaction: a redelivered batch changes nothing.
+A batch, whatever members it spans, is written in one transaction:
+1. COPY the whole batch into session-private staging tables (three COPYs, each row tagged
+   with its member), created once per connection LIKE the templates hv.staging_*;
+2. for each member, as that member's writer role (SET LOCAL ROLE), INSERT its uplinks
+   ... ON CONFLICT DO NOTHING on (deduplicationId, time), skipping a frame already stored
+   under another id with the same DevEUI, fCnt and bytes within the guard window (replays
+   of devices without frame-counter checks); RETURNING tells which uplinks are new;
+3. insert the measurements of the new uplinks only, update device state, and insert
+   device events (join, ack, txack, log, status) ON CONFLICT on their digest.
+The staging tables empty themselves at commit: a redelivered batch changes nothing.
 """
 
 from __future__ import annotations
@@ -21,19 +22,28 @@ from datetime import date, datetime
 import psycopg
 from psycopg import sql
 
+# Rows are tuples in these orders; the member tables have the same columns (and may have
+# more, with defaults).
 UPLINK_COLUMNS = (
     "time", "received_at", "dev_eui", "deduplication_id", "f_cnt", "f_port", "dr", "adr",
-    "confirmed", "dev_addr", "data", "rssi", "snr", "gateway_count", "rx_info", "tx_info",
-    "object", "codec", "codec_version", "decode_error", "decode_notes", "event",
+    "confirmed", "dev_addr", "data", "rssi", "snr", "gateway_count", "gateways", "frequency",
+    "spreading_factor", "object", "codec", "codec_version", "decode_error", "decode_notes",
+    "event",
 )
 MEASUREMENT_COLUMNS = ("time", "dev_eui", "metric", "value", "unit", "deduplication_id")
 EVENT_COLUMNS = ("time", "dev_eui", "kind", "deduplication_id", "digest", "event")
+STAGES = {
+    "stage_uplinks": ("hv.staging_uplinks", UPLINK_COLUMNS),
+    "stage_measurements": ("hv.staging_measurements", MEASUREMENT_COLUMNS),
+    "stage_events": ("hv.staging_events", EVENT_COLUMNS),
+}
 
 
 @dataclass(slots=True)
 class MemberBatch:
     """What one batch holds for one member; rows are tuples in the *_COLUMNS order."""
 
+    slug: str
     schema: str
     writer_role: str
     uplinks: list[tuple] = field(default_factory=list)
@@ -60,63 +70,85 @@ class DeadLetter:
     digest: bytes
 
 
-def _copy(cur: psycopg.Cursor, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
+def _columns(columns: Sequence[str], prefix: str | None = None) -> sql.Composable:
+    if prefix is None:
+        return sql.SQL(", ").join(map(sql.Identifier, columns))
+    return sql.SQL(", ").join(sql.Identifier(prefix, c) for c in columns)
+
+
+def prepare_staging(conn: psycopg.Connection) -> None:
+    """Create this session's staging tables (once per connection). They are private to
+    the session; the grant lets the members' writer roles read them after SET ROLE."""
+    with conn.transaction():
+        for stage, (template, _) in STAGES.items():
+            conn.execute(sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
+            ).format(sql.Identifier(stage), sql.SQL(template)))
+            conn.execute(sql.SQL("GRANT SELECT ON {} TO PUBLIC").format(sql.Identifier(stage)))
+
+
+def _copy(cur: psycopg.Cursor, stage: str, rows: Iterable[tuple]) -> None:
+    columns = ("member_slug", *STAGES[stage][1])
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(stage),
+                                                          _columns(columns))
     with cur.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
 
 
-def _stage(cur: psycopg.Cursor, schema: str, table: str, stage: str) -> None:
-    cur.execute(
-        sql.SQL("CREATE TEMP TABLE {} (LIKE {}.{}) ON COMMIT DROP").format(
-            sql.Identifier(stage), sql.Identifier(schema), sql.Identifier(table)
-        )
-    )
+def stage_batch(conn: psycopg.Connection, members: Sequence[MemberBatch]) -> None:
+    """COPY every member's rows into the staging tables. Inside the caller's transaction."""
+    with conn.cursor() as cur:
+        if any(m.uplinks for m in members):
+            _copy(cur, "stage_uplinks", ((m.slug, *r) for m in members for r in m.uplinks))
+        if any(m.measurements for m in members):
+            _copy(cur, "stage_measurements",
+                  ((m.slug, *r) for m in members for r in m.measurements))
+        if any(m.events for m in members):
+            _copy(cur, "stage_events", ((m.slug, *r) for m in members for r in m.events))
 
 
 def write_member(conn: psycopg.Connection, batch: MemberBatch, guard_window_s: int) -> MemberResult:
-    """Write one member's part of a batch. Must run inside the caller's transaction."""
+    """Move one member's staged rows into its tables, as its writer role. Must run inside
+    the caller's transaction, after stage_batch()."""
     s = sql.Identifier(batch.schema)
+    member = {"member": batch.slug, "w": guard_window_s}
     with conn.cursor() as cur:
         cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(batch.writer_role)))
         stored: set[uuid.UUID] = set()
         if batch.uplinks:
-            _stage(cur, batch.schema, "uplinks", "stage_uplinks")
-            _copy(cur, "stage_uplinks", UPLINK_COLUMNS, batch.uplinks)
             cur.execute(
                 sql.SQL(
                     """
-                    INSERT INTO {s}.uplinks
-                    SELECT st.* FROM stage_uplinks st
-                    WHERE NOT EXISTS (
+                    INSERT INTO {s}.uplinks ({cols})
+                    SELECT {st_cols} FROM stage_uplinks st
+                    WHERE st.member_slug = %(member)s AND NOT EXISTS (
                         SELECT 1 FROM {s}.uplinks u
-                        WHERE u.dev_eui = st.dev_eui AND u.f_cnt = st.f_cnt AND u.data = st.data
+                        WHERE u.dev_eui = st.dev_eui
                           AND u.time BETWEEN st.time - make_interval(secs => %(w)s)
                                          AND st.time + make_interval(secs => %(w)s)
+                          AND u.f_cnt = st.f_cnt AND u.data = st.data
                           AND u.deduplication_id <> st.deduplication_id)
                     ON CONFLICT DO NOTHING
                     RETURNING deduplication_id
                     """
-                ).format(s=s),
-                {"w": guard_window_s},
+                ).format(s=s, cols=_columns(UPLINK_COLUMNS),
+                         st_cols=_columns(UPLINK_COLUMNS, "st")),
+                member,
             )
             stored = {row[0] for row in cur.fetchall()}
         if stored and batch.measurements:
-            _stage(cur, batch.schema, "measurements", "stage_measurements")
-            _copy(cur, "stage_measurements", MEASUREMENT_COLUMNS, batch.measurements)
             cur.execute(
                 sql.SQL(
                     """
-                    INSERT INTO {s}.measurements
-                    SELECT m.* FROM stage_measurements m
-                    WHERE m.deduplication_id = ANY(%(ids)s)
+                    INSERT INTO {s}.measurements ({cols})
+                    SELECT {m_cols} FROM stage_measurements m
+                    WHERE m.member_slug = %(member)s AND m.deduplication_id = ANY(%(ids)s)
                     ON CONFLICT DO NOTHING
                     """
-                ).format(s=s),
-                {"ids": list(stored)},
+                ).format(s=s, cols=_columns(MEASUREMENT_COLUMNS),
+                         m_cols=_columns(MEASUREMENT_COLUMNS, "m")),
+                {**member, "ids": list(stored)},
             )
         if stored:
             cur.execute(
@@ -127,7 +159,8 @@ def write_member(conn: psycopg.Connection, batch: MemberBatch, guard_window_s: i
                          uplinks_seen, updated_at)
                     SELECT DISTINCT ON (dev_eui) dev_eui, time, f_cnt, rssi, snr, dr,
                            count(*) OVER (PARTITION BY dev_eui), now()
-                    FROM stage_uplinks WHERE deduplication_id = ANY(%(ids)s)
+                    FROM stage_uplinks
+                    WHERE member_slug = %(member)s AND deduplication_id = ANY(%(ids)s)
                     ORDER BY dev_eui, time DESC
                     ON CONFLICT (dev_eui) DO UPDATE SET
                         uplinks_seen = d.uplinks_seen + EXCLUDED.uplinks_seen,
@@ -147,22 +180,17 @@ def write_member(conn: psycopg.Connection, batch: MemberBatch, guard_window_s: i
                             THEN EXCLUDED.last_dr ELSE d.last_dr END
                     """
                 ).format(s=s),
-                {"ids": list(stored)},
+                {**member, "ids": list(stored)},
             )
-        if batch.uplinks:
-            cur.execute("DROP TABLE stage_uplinks")
-            if stored and batch.measurements:
-                cur.execute("DROP TABLE stage_measurements")
 
         digests: set[bytes] = set()
         if batch.events:
-            _stage(cur, batch.schema, "device_events", "stage_events")
-            _copy(cur, "stage_events", EVENT_COLUMNS, batch.events)
             cur.execute(
                 sql.SQL(
                     """
                     WITH new AS (
-                        INSERT INTO {s}.device_events SELECT * FROM stage_events
+                        INSERT INTO {s}.device_events ({cols})
+                        SELECT {e_cols} FROM stage_events e WHERE e.member_slug = %(member)s
                         ON CONFLICT DO NOTHING RETURNING *
                     ), latest AS (
                         SELECT DISTINCT ON (dev_eui) dev_eui, kind, time, event FROM new
@@ -199,10 +227,10 @@ def write_member(conn: psycopg.Connection, batch: MemberBatch, guard_window_s: i
                     )
                     SELECT digest FROM new
                     """
-                ).format(s=s)
+                ).format(s=s, cols=_columns(EVENT_COLUMNS), e_cols=_columns(EVENT_COLUMNS, "e")),
+                member,
             )
             digests = {bytes(row[0]) for row in cur.fetchall()}
-            cur.execute("DROP TABLE stage_events")
         cur.execute("RESET ROLE")
     return MemberResult(stored, digests)
 

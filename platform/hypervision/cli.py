@@ -17,9 +17,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from hypervision.commands import database, demo, pipeline, services, tenants
+    from hypervision.commands import catalogue, database, demo, pipeline, services, tenants
 
-    for group in (services, database, tenants, pipeline, demo):
+    for group in (services, database, tenants, catalogue, pipeline, demo):
         group.register(app)
 
 

@@ -91,7 +91,8 @@ class Settings(BaseSettings):
             return data
         for name in cls.model_fields:
             path = os.environ.get(f"HV_{name.upper()}_FILE")
-            if path and name not in data:
+            # The file wins over .env, not over the variable itself set in the environment.
+            if path and f"HV_{name.upper()}" not in os.environ:
                 data[name] = Path(path).read_text(encoding="utf-8").strip()
         return data
 
@@ -141,6 +142,104 @@ class Settings(BaseSettings):
 
     def ingest_conninfo(self) -> str:
         return self.role_conninfo(self.ingest_role)
+
+    # --- superset (dashboards, hypervision.superset) ---
+    # Apache Superset's web server, in its own virtualenv (infra/superset/install.sh).
+    superset_host: str = "127.0.0.1"
+    superset_port: int = 58088
+    # The address users open (a reverse proxy, say); http://superset_host:superset_port if unset.
+    superset_public_url: str | None = None
+    # Password of Superset's `admin` account; derived from secret_key when unset.
+    superset_admin_password: SecretStr | None = None
+    superset_workers: int = Field(default=2, ge=1)
+    superset_venv: Path = REPO_ROOT / ".venv-superset"
+    # Superset's metadata database in the platform's PostgreSQL, and its login role.
+    superset_database: str = "superset"
+    superset_db_role: str = "hv_superset"
+
+    # --- transparency: public pages, QR codes, retention, open data (hypervision.public) ---
+    # The address citizens reach the public pages at; QR codes on devices encode
+    # <public_base_url>/d/<public id>, so it must not change once labels are printed.
+    public_base_url: str = "http://127.0.0.1:8000"
+    # Where the data is hosted, as shown on the public pages and in the register (French,
+    # and English when set; French is shown when the English text is missing).
+    hosting_description: str = (
+        "Serveurs du syndicat, dans un centre de données situé en France (région Bretagne)."
+    )
+    hosting_description_en: str | None = None
+    # Login role of the public pages: reads only the hv.public_* views (password derived
+    # from secret_key).
+    public_role: str = "hv_public"
+    # Openly published aggregates suppress every group with fewer devices than this.
+    opendata_k: int = Field(default=5, ge=2)
+
+    # --- chirpstack (hypervision.chirpstack: provisioning, gateways, downlinks) ---
+    # ChirpStack's gRPC API (host:port) and an admin API key created in ChirpStack's UI.
+    chirpstack_api_url: str = "127.0.0.1:8080"
+    chirpstack_api_token: SecretStr | None = None
+    # TLS towards the API; a private CA may be given as a PEM file.
+    chirpstack_api_tls: bool = False
+    chirpstack_api_ca_file: Path | None = None
+    # Per-call deadline (s); attempts and base backoff (s) on UNAVAILABLE/DEADLINE_EXCEEDED.
+    chirpstack_api_timeout: float = Field(default=10.0, gt=0)
+    chirpstack_api_attempts: int = Field(default=5, ge=1)
+    chirpstack_api_backoff: float = Field(default=0.5, gt=0)
+    # What the platform declares in ChirpStack besides tenants/*.yaml (region, gateways...).
+    chirpstack_network_file: Path = REPO_ROOT / "infra" / "chirpstack" / "network.yaml"
+    # Devices' AppKeys (YAML `dev_eui: app_key`): a secret, outside the repository.
+    chirpstack_keys_file: Path | None = None
+    # Seconds between two reads of the gateways' state (GatewayService.List).
+    chirpstack_gateway_sync_interval: int = Field(default=60, ge=10)
+
+    # --- platform API (hypervision.api) ---
+    # Where `hypervision api` listens; put a TLS reverse proxy in front of it.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8070
+    # Login role of the API (password derived from secret_key); member data is read with
+    # each member's reader role, never with this one.
+    api_role: str = "hv_api"
+    # Lifetime of a token issued by the login endpoint, in hours.
+    api_login_token_hours: int = Field(default=12, ge=1, le=24 * 30)
+    # Login attempts allowed per client address and per e-mail within 5 minutes.
+    api_login_attempts: int = Field(default=10, ge=1)
+    # Proxies whose X-Forwarded-For is trusted for the client address (comma-separated).
+    api_forwarded_allow_ips: str = "127.0.0.1"
+
+    # --- analytics and alerts (hypervision.analytics, hypervision.alerts) ---
+    # Seconds between two incremental rollup refreshes, and between two alert evaluations
+    # (Celery beat); the lag of rollups and alerts is bounded by these.
+    rollup_interval: int = Field(default=60, ge=5)
+    alerts_interval: int = Field(default=60, ge=5)
+    # A write transaction older than this no longer holds the rollup watermark back.
+    rollup_max_hold: int = Field(default=900, ge=10)
+    # Where member analytics files live (calendars, thresholds, alert rules):
+    # <analytics_dir>/<slug>.yaml; default: the `analytics` folder of the tenants folder.
+    analytics_dir: Path | None = None
+    # Outgoing mail for alert notifications (a relay inside the deployment).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "hypervision@localhost"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    # Webhook bodies are signed (HMAC-SHA256, header X-Hypervision-Signature) when set.
+    webhook_signing_key: SecretStr | None = None
+    # Per attempt timeout (s), attempts before giving up, and capped exponential backoff (s).
+    notify_timeout: float = Field(default=10.0, gt=0)
+    notify_max_attempts: int = Field(default=6, ge=1)
+    notify_backoff: float = Field(default=30.0, ge=0)
+    notify_backoff_max: float = Field(default=3600.0, ge=0)
+
+    # --- backups (hypervision.backup, `hypervision backup`) ---
+    # Where archives are kept; HV_DATA_DIR/backups when unset. Copy them off the host too.
+    backup_dir: Path | None = None
+    # Rotation: keep the newest archive of each of the last N days and of the last M ISO
+    # weeks (per scope: the full archives, and each member's own archives).
+    backup_keep_daily: int = Field(default=7, ge=1)
+    backup_keep_weekly: int = Field(default=4, ge=0)
+    # When Celery beat starts the nightly full archive (UTC).
+    backup_hour: int = Field(default=2, ge=0, le=23)
+    backup_minute: int = Field(default=30, ge=0, le=59)
 
 
 def _conninfo(**params: Any) -> str:

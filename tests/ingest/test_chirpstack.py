@@ -35,11 +35,14 @@ def test_it_parses_an_uplink_as_chirpstack_publishes_it() -> None:
     assert event.kind == "up"
     assert event.dev_eui == "0101010101010101"
     assert str(event.deduplication_id) == "3ac7e3c4-4401-4b8d-9386-a5c902f9202d"
-    assert event.message.f_cnt == 10
-    assert event.message.data == b"\x01\x75\x5c"
+    assert event.field("fCnt") == 10
+    assert event.field("data") == b"\x01\x75\x5c"
     assert event.time.isoformat() == "2026-03-14T09:26:53.412345+00:00"
-    assert event.message.rx_info[0].rssi == -36
+    assert event.field("rxInfo")[0]["rssi"] == -36
     assert event.body["object"]["battery"] == 92.0
+    # The same event as the real chirpstack_api message.
+    message = event.message()
+    assert (message.f_cnt, message.rx_info[0].rssi, message.data) == (10, -36, b"\x01\x75\x5c")
 
 
 def test_it_rejects_malformed_json() -> None:
@@ -92,13 +95,19 @@ def test_it_parses_status_and_join_events() -> None:
         "deduplicationId": "3ac7e3c4-4401-4b8d-9386-a5c902f9202d",
         "time": "2026-03-14T09:26:53.412+00:00",
         "deviceInfo": example()["deviceInfo"],
-        "margin": 7, "externalPowerSource": False, "batteryLevelUnavailable": False,
+        "margin": 7,
+        "externalPowerSource": False,
+        "batteryLevelUnavailable": False,
         "batteryLevel": 85.5,
     }
     event = parse(envelope(status, topic=TOPIC.replace("/up", "/status")), 65536)
-    assert (event.kind, event.message.battery_level, event.message.margin) == ("status", 85.5, 7)
-    join = {"deduplicationId": "c9dbe358-2578-4fb7-b295-66b44edc45a6",
-            "time": "2026-03-14T09:20:00+00:00", "deviceInfo": example()["deviceInfo"],
-            "devAddr": "00189440", "regionConfigId": "eu868"}
+    assert (event.kind, event.field("batteryLevel"), event.field("margin")) == ("status", 85.5, 7)
+    join = {
+        "deduplicationId": "c9dbe358-2578-4fb7-b295-66b44edc45a6",
+        "time": "2026-03-14T09:20:00+00:00",
+        "deviceInfo": example()["deviceInfo"],
+        "devAddr": "00189440",
+        "regionConfigId": "eu868",
+    }
     event = parse(envelope(join, topic=TOPIC.replace("/up", "/join")), 65536)
-    assert event.kind == "join" and event.message.dev_addr == "00189440"
+    assert event.kind == "join" and event.field("devAddr") == "00189440"

@@ -93,8 +93,9 @@ def test_one_event_the_database_refuses_does_not_hold_back_its_batch(
     conn, proc = processor
     items = [simulator.uplink(d) for d in simulator.devices]
     poisoned = json.loads(items[0][1])
-    # Valid JSON and a valid event, but jsonb cannot hold a NUL character.
-    poisoned["deviceInfo"]["deviceName"] = "bad\u0000name"
+    # Valid JSON and a valid event, but the decoded object goes to a jsonb column, and
+    # jsonb cannot hold a NUL character.
+    poisoned["object"]["note"] = "bad\u0000note"
     items[0] = (items[0][0], json.dumps(poisoned).encode())
     result = proc.process(conn, envelopes(items))
     assert result.total(Outcome.STORED) == len(items) - 1

@@ -83,8 +83,10 @@ def _ingest_grants(settings: Settings) -> Action:
         database = sql.Identifier(settings.pg_database)
         for statement in (
             "REVOKE ALL ON DATABASE {db} FROM PUBLIC",
-            "GRANT CONNECT ON DATABASE {db} TO {role}",
+            "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
             "GRANT USAGE ON SCHEMA hv TO {role}",
+            "GRANT SELECT ON hv.staging_uplinks, hv.staging_measurements, hv.staging_events"
+            " TO {role}",
             "GRANT SELECT ON hv.members, hv.devices, hv.device_models TO {role}",
             "GRANT SELECT, INSERT ON hv.dead_letters TO {role}",
             "GRANT USAGE ON SEQUENCE hv.dead_letters_id_seq TO {role}",
@@ -107,7 +109,6 @@ def _member_grants(spec: TenantSpec, settings: Settings) -> Action:
         }
         for statement in (
             "GRANT CONNECT ON DATABASE {db} TO {reader}",
-            "GRANT TEMPORARY ON DATABASE {db} TO {writer}",
             "GRANT USAGE ON SCHEMA {schema} TO {writer}, {reader}",
             "GRANT SELECT, INSERT ON {schema}.uplinks, {schema}.measurements,"
             " {schema}.device_events TO {writer}",

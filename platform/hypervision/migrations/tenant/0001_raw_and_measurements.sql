@@ -19,21 +19,25 @@ CREATE TABLE uplinks (
     rssi              integer,          -- best gateway
     snr               real,             -- best gateway
     gateway_count     integer NOT NULL DEFAULT 0,
-    rx_info           jsonb,
-    tx_info           jsonb,
+    gateways          text[],           -- ids of the gateways that heard it
+    frequency         bigint,
+    spreading_factor  integer,
     object            jsonb,            -- ChirpStack's decoded object, if any
     codec             text,             -- what produced the measurements
     codec_version     text,
     decode_error      text,
     decode_notes      jsonb,            -- codec warnings, disagreement with ChirpStack
-    event             jsonb NOT NULL    -- the full event as ChirpStack sent it
+    -- The full event exactly as ChirpStack sent it (json keeps the text as received;
+    -- rxInfo/txInfo are in it: event->'rxInfo').
+    event             json NOT NULL
 );
 SELECT create_hypertable('uplinks', 'time', chunk_time_interval => interval '7 days');
 -- Idempotency: a redelivered event has the same deduplicationId and time.
 CREATE UNIQUE INDEX uplinks_dedup_idx ON uplinks (deduplication_id, time);
--- Second guard (replays under a new id) and per-device history.
-CREATE INDEX uplinks_device_fcnt_idx ON uplinks (dev_eui, f_cnt, time DESC);
+-- Per-device history.
 CREATE INDEX uplinks_device_time_idx ON uplinks (dev_eui, time DESC);
+-- The replay guard (same DevEUI, fCnt and bytes, near in time), whatever the uplink rate.
+CREATE INDEX uplinks_device_fcnt_idx ON uplinks (dev_eui, f_cnt, time);
 
 -- Canonical measurements decoded from uplinks: one row per device, metric and time.
 CREATE TABLE measurements (
@@ -47,7 +51,6 @@ CREATE TABLE measurements (
 SELECT create_hypertable('measurements', 'time', chunk_time_interval => interval '7 days');
 CREATE UNIQUE INDEX measurements_key_idx ON measurements (dev_eui, metric, time);
 CREATE INDEX measurements_metric_time_idx ON measurements (metric, time DESC);
-CREATE INDEX measurements_uplink_idx ON measurements (deduplication_id);
 
 -- The latest known state of each device, for health views.
 CREATE TABLE device_state (

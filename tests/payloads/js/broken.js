@@ -1,0 +1,4 @@
+// A codec that does not even parse.
+function decodeUplink(input) {
+  return { data: {
+}

@@ -1,0 +1,4 @@
+// Hostile codec: never returns.
+function decodeUplink(input) {
+  for (;;) {}
+}
