@@ -154,16 +154,36 @@ def write_member(conn: psycopg.Connection, batch: MemberBatch, guard_window_s: i
             cur.execute(
                 sql.SQL(
                     """
+                    WITH new AS (
+                        SELECT * FROM stage_uplinks
+                        WHERE member_slug = %(member)s AND deduplication_id = ANY(%(ids)s)
+                    ), agg AS (
+                        SELECT dev_eui, count(*) AS n,
+                               count(*) FILTER (WHERE decode_error IS NOT NULL) AS errors,
+                               count(*) FILTER (WHERE decode_notes IS NOT NULL) AS warned,
+                               (array_agg(decode_error ORDER BY time DESC)
+                                   FILTER (WHERE decode_error IS NOT NULL))[1] AS last_error,
+                               max(time) FILTER (WHERE decode_error IS NOT NULL) AS error_at
+                        FROM new GROUP BY dev_eui
+                    )
                     INSERT INTO {s}.device_state AS d
                         (dev_eui, last_seen, last_f_cnt, last_rssi, last_snr, last_dr,
-                         uplinks_seen, updated_at)
-                    SELECT DISTINCT ON (dev_eui) dev_eui, time, f_cnt, rssi, snr, dr,
-                           count(*) OVER (PARTITION BY dev_eui), now()
-                    FROM stage_uplinks
-                    WHERE member_slug = %(member)s AND deduplication_id = ANY(%(ids)s)
-                    ORDER BY dev_eui, time DESC
+                         uplinks_seen, decode_errors, decode_warnings, last_decode_error,
+                         last_decode_error_at, updated_at)
+                    SELECT DISTINCT ON (l.dev_eui) l.dev_eui, l.time, l.f_cnt, l.rssi, l.snr,
+                           l.dr, a.n, a.errors, a.warned, a.last_error, a.error_at, now()
+                    FROM new l JOIN agg a USING (dev_eui)
+                    ORDER BY l.dev_eui, l.time DESC
                     ON CONFLICT (dev_eui) DO UPDATE SET
                         uplinks_seen = d.uplinks_seen + EXCLUDED.uplinks_seen,
+                        decode_errors = d.decode_errors + EXCLUDED.decode_errors,
+                        decode_warnings = d.decode_warnings + EXCLUDED.decode_warnings,
+                        last_decode_error = CASE WHEN EXCLUDED.last_decode_error_at IS NOT NULL
+                            AND (d.last_decode_error_at IS NULL
+                                 OR EXCLUDED.last_decode_error_at >= d.last_decode_error_at)
+                            THEN EXCLUDED.last_decode_error ELSE d.last_decode_error END,
+                        last_decode_error_at = GREATEST(d.last_decode_error_at,
+                                                        EXCLUDED.last_decode_error_at),
                         updated_at = now(),
                         last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
                         last_f_cnt = CASE WHEN d.last_seen IS NULL

@@ -17,9 +17,17 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from hypervision.commands import catalogue, database, demo, pipeline, services, tenants
+    from hypervision.commands import (
+        catalogue,
+        codecs,
+        database,
+        demo,
+        pipeline,
+        services,
+        tenants,
+    )
 
-    for group in (services, database, tenants, catalogue, pipeline, demo):
+    for group in (services, database, tenants, catalogue, codecs, pipeline, demo):
         group.register(app)
 
 

@@ -85,6 +85,20 @@ def test_an_undecodable_frame_is_kept_raw_with_its_reason(
     ).fetchone()
     assert bytes(row[0]) == b"\xff"
     assert row[1]
+    # The operator sees it per device.
+    errors, last = admin.execute(
+        f"SELECT decode_errors, last_decode_error FROM {schema}.device_state WHERE dev_eui = %s",
+        (device.dev_eui,),
+    ).fetchone()
+    assert errors >= 1 and last == row[1]
+    from typer.testing import CliRunner
+
+    from hypervision.cli import app
+
+    listing = CliRunner().invoke(app, ["decode-errors", "--member", device.member],
+                                 env={"COLUMNS": "200"})
+    assert listing.exit_code == 0, listing.output
+    assert device.dev_eui in listing.output
 
 
 def test_one_event_the_database_refuses_does_not_hold_back_its_batch(

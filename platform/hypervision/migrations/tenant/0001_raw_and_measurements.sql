@@ -51,6 +51,8 @@ CREATE TABLE measurements (
 SELECT create_hypertable('measurements', 'time', chunk_time_interval => interval '7 days');
 CREATE UNIQUE INDEX measurements_key_idx ON measurements (dev_eui, metric, time);
 CREATE INDEX measurements_metric_time_idx ON measurements (metric, time DESC);
+-- Reprocessing replaces the measurements of given uplinks.
+CREATE INDEX measurements_uplink_idx ON measurements (deduplication_id);
 
 -- The latest known state of each device, for health views.
 CREATE TABLE device_state (
@@ -67,6 +69,12 @@ CREATE TABLE device_state (
     status_at          timestamptz,
     last_event         text,
     last_event_at      timestamptz,
+    -- Codec health, for the operator: uplinks that could not be decoded, and uplinks
+    -- decoded with warnings or a disagreement with ChirpStack's own decoding.
+    decode_errors        bigint NOT NULL DEFAULT 0,
+    decode_warnings      bigint NOT NULL DEFAULT 0,
+    last_decode_error    text,
+    last_decode_error_at timestamptz,
     updated_at         timestamptz NOT NULL DEFAULT now()
 );
 
