@@ -22,6 +22,8 @@ from datetime import date, datetime
 import psycopg
 from psycopg import sql
 
+from hypervision.chirpstack.downlinks import track as track_downlinks
+
 # Rows are tuples in these orders; the member tables have the same columns (and may have
 # more, with defaults).
 UPLINK_COLUMNS = (
@@ -251,6 +253,10 @@ def write_member(conn: psycopg.Connection, batch: MemberBatch, guard_window_s: i
                 member,
             )
             digests = {bytes(row[0]) for row in cur.fetchall()}
+            # A txack or ack moves the member's downlinks forward (queued → sent → acked).
+            answered = sorted({row[1] for row in batch.events if row[2] in ("txack", "ack")})
+            if answered:
+                track_downlinks(conn, batch.schema, answered)
         cur.execute("RESET ROLE")
     return MemberResult(stored, digests)
 

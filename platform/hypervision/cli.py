@@ -18,16 +18,22 @@ app = typer.Typer(
 
 def _register_all() -> None:
     from hypervision.commands import (
+        accounts,
+        api,
+        audit,
         catalogue,
+        chirpstack,
         codecs,
         database,
         demo,
         pipeline,
         services,
         tenants,
+        usage,
     )
 
-    for group in (services, database, tenants, catalogue, codecs, pipeline, demo):
+    for group in (services, database, tenants, accounts, catalogue, codecs, chirpstack,
+                  pipeline, api, audit, usage, demo):
         group.register(app)
 
 

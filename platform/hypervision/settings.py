@@ -210,8 +210,6 @@ class Settings(BaseSettings):
     # (Celery beat); the lag of rollups and alerts is bounded by these.
     rollup_interval: int = Field(default=60, ge=5)
     alerts_interval: int = Field(default=60, ge=5)
-    # A write transaction older than this no longer holds the rollup watermark back.
-    rollup_max_hold: int = Field(default=900, ge=10)
     # Where member analytics files live (calendars, thresholds, alert rules):
     # <analytics_dir>/<slug>.yaml; default: the `analytics` folder of the tenants folder.
     analytics_dir: Path | None = None

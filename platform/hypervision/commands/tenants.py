@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 from typing import Annotated
 
@@ -39,7 +40,8 @@ def apply_tenants(folder: Path | None = None, quiet: bool = False) -> list[tenan
     try:
         with connect_admin(settings) as conn:
             return tenancy.apply(conn, specs, Catalogue.load(), settings,
-                                 log=(lambda _: None) if quiet else console.print)
+                                 log=(lambda _: None) if quiet else console.print,
+                                 actor=f"cli:{getpass.getuser()}")
     except ValueError as exc:
         raise fail(str(exc)) from None
 

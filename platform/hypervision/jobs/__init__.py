@@ -13,7 +13,11 @@ from typing import Any
 
 JOBS_QUEUE = "jobs"
 # Modules holding job tasks, imported by the worker and by beat.
-JOB_MODULES: list[str] = []
+JOB_MODULES: list[str] = [
+    "hypervision.jobs.usage",
+    "hypervision.jobs.gateways",
+    "hypervision.jobs.downlinks",
+]
 
 
 def collect_schedule() -> dict[str, dict[str, Any]]:

@@ -24,12 +24,14 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from hypervision import migrate
+from hypervision import accounts, audit, migrate
+from hypervision.api.db import ensure_api_role
 from hypervision.settings import Settings
 from hypervision.tenancy.spec import TenantSpec
 from ingest.decode import Catalogue
 
 Action = Callable[[psycopg.Connection], None]
+ACTOR = "system:tenancy"
 
 
 @dataclass
@@ -274,6 +276,8 @@ def plan(
     steps.append(Step("=", f"role {ingest}: password and grants",
                       _chain(_set_password(ingest, settings.role_password(ingest), inherit=False),
                              _ingest_grants(settings))))
+    steps.append(Step("=", f"role {settings.api_role}: password and grants",
+                      lambda conn: ensure_api_role(conn, settings)))
 
     # 3. Each member: roles, schema, migrations, grants, catalogue rows, devices.
     members = {r[0]: r for r in conn.execute("SELECT slug, spec FROM hv.members").fetchall()}
@@ -323,6 +327,12 @@ def _member_steps(
         steps.append(Step("+", f"{name}: member '{spec.identity.name}'", _upsert_member(spec)))
     elif not _same_json(current[1], row["spec"].obj):
         steps.append(Step("~", f"{name}: member details", _upsert_member(spec)))
+    for line in accounts.sync_users(conn, spec, dry_run=True):
+        symbol, _, what = line.partition(" ")  # "+ alpha: account ..." already names the member
+        steps.append(Step(symbol, what))
+    if steps[-1].what.startswith(f"{name}: ") and steps[-1].action is None \
+            and steps[-1].symbol in "+~-":
+        steps[-1].action = lambda conn: accounts.sync_users(conn, spec, accounts.Who(ACTOR))
 
     existing = {
         r[0]: r[1:]
@@ -364,8 +374,10 @@ def apply(
     catalogue: Catalogue,
     settings: Settings,
     log: Callable[[str], None] = print,
+    actor: str = ACTOR,
 ) -> list[Step]:
-    """Recompute the plan and run it, each member in its own transaction."""
+    """Recompute the plan and run it in one transaction; each member whose declaration
+    changed gets an audit entry listing the changes."""
     steps = plan(conn, specs, catalogue, settings)
     with conn.transaction():
         for step in steps:
@@ -373,4 +385,11 @@ def apply(
                 log(str(step))
             if step.action is not None:
                 step.action(conn)
+        for spec in specs:
+            changes = [str(s) for s in steps
+                       if s.symbol != "=" and s.what.startswith(f"{spec.name}: ")]
+            if changes:
+                audit.record(conn, actor=actor, member=spec.name, action="tenant.apply",
+                             target=f"tenants/{spec.name}.yaml", params={"changes": changes},
+                             source="cli")
     return steps

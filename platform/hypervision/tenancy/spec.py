@@ -59,6 +59,10 @@ class User(Strict):
     name: str
     email: EmailStr
     rights: list[Literal["read", "export", "admin"]] = Field(default_factory=lambda: ["read"])
+    operator: bool = Field(
+        default=False,
+        description="Syndicate operator: manages the network across members (syndicate only).",
+    )
 
 
 class Location(Strict):

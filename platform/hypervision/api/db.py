@@ -1,0 +1,95 @@
+"""The API's database connections: its own login role for the control schema, and one
+small pool per member connecting as that member's reader role.
+
+Member data is never read with the API's own role: `Databases.reader(slug)` connects as
+`<slug>_reader`, so a bug in a handler cannot cross into another member's schema; the
+database refuses it (BRIEF.md, "Tenancy").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from hypervision import audit
+from hypervision.settings import Settings
+from hypervision.tenancy.spec import member_role
+
+CONTROL_POOL_SIZE = 8
+READER_POOL_SIZE = 4
+# Seconds a request waits for a free connection before it gets 503.
+POOL_TIMEOUT = 15.0
+
+
+def ensure_api_role(conn: psycopg.Connection, settings: Settings) -> None:
+    """Create or update the API's login role and its grants (run as the superuser by
+    `tenants apply`; idempotent). It reads the catalogue, manages accounts, tokens and
+    grants, appends to and reads the audit trail, and nothing of any member's schema."""
+    role = sql.Identifier(settings.api_role)
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                          (settings.api_role,)).fetchone()
+    if exists is None:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+    conn.execute(sql.SQL("ALTER ROLE {} LOGIN INHERIT PASSWORD {}").format(
+        role, sql.Literal(settings.role_password(settings.api_role))))
+    for statement in (
+        "GRANT CONNECT ON DATABASE {db} TO {role}",
+        "GRANT USAGE ON SCHEMA hv TO {role}",
+        "GRANT SELECT ON hv.members, hv.devices, hv.device_models, hv.dead_letters,"
+        " hv.ingest_outcomes, hv.storage_usage, hv.audit_log TO {role}",
+        "GRANT SELECT, INSERT, UPDATE ON hv.accounts, hv.api_tokens, hv.access_grants TO {role}",
+        "GRANT USAGE ON SEQUENCE hv.accounts_id_seq, hv.api_tokens_id_seq,"
+        " hv.access_grants_id_seq TO {role}",
+    ):
+        conn.execute(sql.SQL(statement).format(  # type: ignore[arg-type]
+            db=sql.Identifier(settings.pg_database), role=role))
+    audit.grant_writer(conn, settings.api_role)
+
+
+class Databases:
+    """Connection pools, opened lazily and closed with the application."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._control: ConnectionPool | None = None
+        self._readers: dict[str, ConnectionPool] = {}
+
+    def _pool(self, role: str, size: int) -> ConnectionPool:
+        return ConnectionPool(
+            self.settings.role_conninfo(role), min_size=0, max_size=size,
+            kwargs={"autocommit": True, "application_name": "hypervision-api"},
+            timeout=POOL_TIMEOUT, name=role, open=True,
+        )
+
+    @contextmanager
+    def control(self) -> Iterator[psycopg.Connection]:
+        with self._lock:
+            if self._control is None:
+                self._control = self._pool(self.settings.api_role, CONTROL_POOL_SIZE)
+            pool = self._control
+        with pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def reader(self, slug: str) -> Iterator[psycopg.Connection]:
+        """A connection as the member's reader role; callers have checked the member."""
+        with self._lock:
+            pool = self._readers.get(slug)
+            if pool is None:
+                pool = self._readers[slug] = self._pool(member_role(slug, "reader"),
+                                                        READER_POOL_SIZE)
+        with pool.connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        with self._lock:
+            pools = [p for p in (self._control, *self._readers.values()) if p is not None]
+            self._control, self._readers = None, {}
+        for pool in pools:
+            pool.close()

@@ -1,0 +1,106 @@
+"""The platform API (FastAPI, OpenAPI 3 at /api/v1/openapi.json): members, devices,
+measurements, raw uplinks, usage, the audit trail and exports, for named accounts
+holding API tokens. See platform/hypervision/api/README.md.
+
+`create_app(settings)` builds the application; `hypervision api` serves it with uvicorn.
+Authorisation lives in api/deps.py, once; routes only declare what they need.
+No interactive documentation page is served: Swagger UI and ReDoc load their assets from
+a CDN, and the platform calls no service outside the deployment. Point any OpenAPI viewer
+at the JSON document instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+
+from hypervision import accounts
+from hypervision.api.db import Databases
+from hypervision.api.deps import AppState
+from hypervision.api.routes import (
+    audit,
+    auth,
+    dead_letters,
+    exports,
+    measurements,
+    members,
+    uplinks,
+    usage,
+)
+from hypervision.api.security import LoginLimiter, SecurityHeaders
+from hypervision.settings import Settings
+
+PREFIX = "/api/v1"
+
+
+def _check_database(state: AppState) -> None:
+    """Fail at start-up, with the fix in the message, rather than on the first request."""
+    try:
+        with state.dbs.control() as conn:
+            conn.execute("SELECT 1 FROM hv.api_tokens LIMIT 1")
+    except (psycopg.Error, PoolTimeout) as exc:
+        state.dbs.close()
+        raise RuntimeError(
+            f"the API cannot use the database as role {state.settings.api_role!r}"
+            f" ({type(exc).__name__}); run `hypervision migrate` and `hypervision tenants"
+            " apply`, which create the role and its grants") from None
+
+
+def create_app(settings: Settings) -> FastAPI:
+    state = AppState(settings=settings, dbs=Databases(settings),
+                     limiter=LoginLimiter(settings.api_login_attempts))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        _check_database(state)
+        yield
+        state.dbs.close()
+
+    app = FastAPI(
+        title="Hypervision API",
+        version="1",
+        description="Members, devices, measurements, raw uplinks, usage, audit trail and"
+                    " exports of the Hypervision LoRaWAN platform. Every read of member data"
+                    " is recorded in the member's audit trail.",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.hv = state
+    app.add_middleware(SecurityHeaders)
+
+    @app.exception_handler(PoolTimeout)
+    def _busy(_: Request, exc: PoolTimeout) -> JSONResponse:
+        return JSONResponse({"detail": "the service is busy; retry shortly"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(psycopg.errors.QueryCanceled)
+    def _cancelled(_: Request, exc: psycopg.errors.QueryCanceled) -> JSONResponse:
+        return JSONResponse({"detail": "the query took too long; narrow it down"},
+                            status_code=503)
+
+    @app.exception_handler(accounts.AccountError)
+    def _domain(_: Request, exc: accounts.AccountError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.get(f"{PREFIX}/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        """Liveness: answers without touching the database or asking for a token."""
+        return {"status": "ok"}
+
+    for module in (auth, members, measurements, uplinks, usage, audit, dead_letters, exports):
+        app.include_router(module.router, prefix=PREFIX)
+    return app
+
+
+def app_from_settings() -> FastAPI:
+    """The application configured from the environment: uvicorn's factory."""
+    from hypervision.settings import get_settings
+
+    return create_app(get_settings())

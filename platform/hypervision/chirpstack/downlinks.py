@@ -1,0 +1,256 @@
+"""Downlinks: encode a command for a device, enqueue it in ChirpStack, follow its life.
+
+A downlink is `queued` once ChirpStack accepted it (DeviceService.Enqueue returns the
+queue item id), `sent` when a `txack` event names that id (a gateway transmitted it), then,
+for confirmed downlinks, `acknowledged` or `not_acknowledged` when the `ack` event comes.
+Ingestion stores those events in the member's `device_events`; `track()` reads them and
+moves the member's `downlinks` rows forward. Events are published independently by
+ChirpStack, so an `ack` may be stored before its `txack`: the update does not depend on
+their order. See infra/chirpstack/README.md, "Downlinks".
+
+Every enqueue is recorded in the audit trail in the same transaction as its row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from chirpstack_api import api
+from psycopg import sql
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from hypervision.accounts import Who
+from hypervision.chirpstack.client import ChirpStack, NotFound
+from hypervision.chirpstack.encoders import Encoded, encoder_for
+from hypervision.tenancy.spec import member_role
+
+STATUSES = ("queued", "sent", "acknowledged", "not_acknowledged")
+
+
+class DownlinkError(Exception):
+    """A downlink cannot be sent (inactive device, suspended member, not in ChirpStack)."""
+
+
+class NotRecorded(DownlinkError):
+    """ChirpStack queued the downlink but the platform could not record it."""
+
+
+class DeviceNotFound(DownlinkError):
+    """No such device, or not one of the caller's member (the same answer on purpose)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    dev_eui: str
+    member_slug: str
+    schema: str
+    model_id: str
+    active: bool
+    suspended: bool
+
+
+@dataclass(slots=True)
+class Downlink:
+    """One row of a member's `downlinks` table."""
+
+    queue_item_id: str
+    dev_eui: str
+    model_id: str
+    command: str
+    params: dict[str, Any]
+    f_port: int
+    data: bytes
+    confirmed: bool
+    status: str
+    requested_by: str
+    requested_at: datetime
+    sent_at: datetime | None
+    gateway_id: str | None
+    f_cnt_down: int | None
+    acked_at: datetime | None
+    updated_at: datetime
+
+
+_COLUMNS = sql.SQL(
+    "queue_item_id::text AS queue_item_id, dev_eui, model_id, command, params, f_port, data,"
+    " confirmed, status, requested_by, requested_at, sent_at, gateway_id, f_cnt_down,"
+    " acked_at, updated_at"
+)
+
+
+def find_device(conn: psycopg.Connection, dev_eui: str) -> Target | None:
+    row = conn.execute(
+        """SELECT d.dev_eui, d.member_slug, m.schema_name, d.model_id, d.active, m.suspended
+           FROM hv.devices d JOIN hv.members m ON m.slug = d.member_slug
+           WHERE d.dev_eui = %s""",
+        (dev_eui.strip().lower(),),
+    ).fetchone()
+    return Target(*row) if row else None
+
+
+def resolve(conn: psycopg.Connection, dev_eui: str, member: str | None) -> Target:
+    """The device, seen by a caller acting for `member` (None: a syndicate operator, who
+    sees every member). Another member's device is not found, like a missing one."""
+    target = find_device(conn, dev_eui)
+    if target is None or (member is not None and target.member_slug != member):
+        raise DeviceNotFound(f"device {dev_eui} not found")
+    return target
+
+
+def enqueue(
+    conn: psycopg.Connection,
+    client: ChirpStack,
+    dev_eui: str,
+    command: str,
+    params: dict[str, Any],
+    *,
+    who: Who,
+    member: str | None = None,
+    confirmed: bool = True,
+) -> Downlink:
+    """Encode `command` for the device's model, enqueue it in ChirpStack, record it.
+
+    1. Resolve the device for the caller's member; refuse removed devices and suspended
+       members.
+    2. Encode with the model's encoder (EncodeError for an unknown command or bad params).
+    3. In one transaction: enqueue in ChirpStack, append the audit entry, insert the row
+       (as the member's writer role). If ChirpStack refuses, nothing is written; if the
+       database fails after ChirpStack accepted, NotRecorded says the downlink went out
+       untracked.
+    """
+    target = resolve(conn, dev_eui, member)
+    if not target.active:
+        raise DownlinkError(f"device {target.dev_eui} was removed from {target.member_slug}")
+    if target.suspended:
+        raise DownlinkError(f"member {target.member_slug} is suspended")
+    encoded, validated = encoder_for(target.model_id).encode(command, params)
+    item = api.DeviceQueueItem(dev_eui=target.dev_eui, confirmed=confirmed,
+                               f_port=encoded.f_port, data=encoded.data)
+    with conn.transaction():
+        try:
+            response = client.call("DeviceService", "Enqueue",
+                                   api.EnqueueDeviceQueueItemRequest(queue_item=item))
+        except NotFound:
+            raise DownlinkError(
+                f"device {target.dev_eui} is not in ChirpStack: run `hypervision chirpstack"
+                " apply`") from None
+        try:
+            row = _record(conn, target, response.id, command, validated, encoded, confirmed,
+                          who)
+        except psycopg.Error as exc:
+            raise NotRecorded(
+                f"ChirpStack queued downlink {response.id} for {target.dev_eui}, but recording"
+                f" it failed ({type(exc).__name__}: {exc}); it will not be tracked") from exc
+    return row
+
+
+def _record(conn: psycopg.Connection, target: Target, queue_item_id: str, command: str,
+            params: dict[str, Any], encoded: Encoded, confirmed: bool, who: Who) -> Downlink:
+    """The audit entry, then the member's row (as its writer role), in the caller's
+    transaction."""
+    record = {
+        "queue_item_id": queue_item_id, "command": command, "params": params,
+        "f_port": encoded.f_port, "data": encoded.data.hex(), "confirmed": confirmed,
+    }
+    who.record(conn, member=target.member_slug, action="downlink.enqueue",
+               target=f"device:{target.dev_eui}", params={"command": command}, after=record)
+    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(
+        sql.Identifier(member_role(target.member_slug, "writer"))))
+    with conn.cursor(row_factory=class_row(Downlink)) as cur:
+        cur.execute(
+            sql.SQL(
+                """INSERT INTO {}.downlinks (queue_item_id, dev_eui, model_id, command,
+                       params, f_port, data, confirmed, requested_by)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   RETURNING {}"""
+            ).format(sql.Identifier(target.schema), _COLUMNS),
+            (queue_item_id, target.dev_eui, target.model_id, command, Jsonb(params),
+             encoded.f_port, encoded.data, confirmed, who.actor),
+        )
+        row = cur.fetchone()
+    conn.execute("RESET ROLE")
+    assert row is not None
+    return row
+
+
+def list_downlinks(conn: psycopg.Connection, schema: str, dev_eui: str | None = None,
+                   limit: int = 50) -> list[Downlink]:
+    """The latest downlinks of a member (of one device if given), newest first."""
+    where = sql.SQL("WHERE dev_eui = %(dev)s") if dev_eui else sql.SQL("")
+    with conn.cursor(row_factory=class_row(Downlink)) as cur:
+        cur.execute(
+            sql.SQL("SELECT {} FROM {}.downlinks {} ORDER BY requested_at DESC LIMIT %(n)s")
+            .format(_COLUMNS, sql.Identifier(schema), where),
+            {"dev": dev_eui, "n": limit},
+        )
+        return cur.fetchall()
+
+
+# Tracking from txack/ack events -------------------------------------------------------------
+
+# Open downlinks (still waiting for an event) joined to the events that name them. Events
+# are looked for from a little before the request (clocks of two machines) on the device's
+# own events, which device_events_device_idx serves.
+_TRACK = """
+WITH open AS (
+    SELECT queue_item_id, dev_eui, requested_at FROM {s}.downlinks
+    WHERE (sent_at IS NULL OR (confirmed AND acked_at IS NULL)) {only}
+), found AS (
+    SELECT o.queue_item_id,
+           min(e.time) FILTER (WHERE e.kind = 'txack') AS sent_at,
+           (array_agg(e.event->>'gatewayId' ORDER BY e.time)
+                FILTER (WHERE e.kind = 'txack'))[1] AS gateway_id,
+           max((e.event->>'fCntDown')::bigint) AS f_cnt_down,
+           min(e.time) FILTER (WHERE e.kind = 'ack') AS acked_at,
+           bool_or(coalesce((e.event->>'acknowledged')::boolean, false))
+               FILTER (WHERE e.kind = 'ack') AS acknowledged
+    FROM open o
+    JOIN {s}.device_events e
+      ON e.dev_eui = o.dev_eui
+     AND e.time >= o.requested_at - interval '10 minutes'
+     AND e.kind IN ('txack', 'ack')
+     AND e.event->>'queueItemId' = o.queue_item_id::text
+    GROUP BY o.queue_item_id
+)
+UPDATE {s}.downlinks d SET
+    status = CASE WHEN d.acked_at IS NOT NULL THEN d.status
+                  WHEN f.acked_at IS NOT NULL THEN
+                      CASE WHEN f.acknowledged THEN 'acknowledged' ELSE 'not_acknowledged' END
+                  WHEN f.sent_at IS NOT NULL THEN 'sent'
+                  ELSE d.status END,
+    sent_at = coalesce(d.sent_at, f.sent_at),
+    gateway_id = coalesce(d.gateway_id, f.gateway_id),
+    f_cnt_down = coalesce(f.f_cnt_down, d.f_cnt_down),
+    acked_at = coalesce(d.acked_at, f.acked_at),
+    updated_at = now()
+FROM found f
+WHERE d.queue_item_id = f.queue_item_id
+  AND ((f.sent_at IS NOT NULL AND d.sent_at IS NULL)
+       OR (f.acked_at IS NOT NULL AND d.acked_at IS NULL))
+"""
+
+
+def track(conn: psycopg.Connection, schema: str, dev_euis: Sequence[str] | None = None) -> int:
+    """Move a member's open downlinks forward from its stored txack/ack events; returns
+    how many changed. Idempotent. `dev_euis` limits the work to some devices (the ingest
+    hook passes the devices of the events it just stored)."""
+    only = sql.SQL("AND dev_eui = ANY(%(devs)s)") if dev_euis is not None else sql.SQL("")
+    cur = conn.execute(sql.SQL(_TRACK).format(s=sql.Identifier(schema), only=only),  # type: ignore[arg-type]
+                       {"devs": list(dev_euis or [])})
+    return cur.rowcount
+
+
+def track_all(conn: psycopg.Connection) -> dict[str, int]:
+    """`track` for every member; the number of downlinks that changed, per member."""
+    changed = {}
+    for slug, schema in conn.execute(
+        "SELECT slug, schema_name FROM hv.members ORDER BY slug"
+    ).fetchall():
+        with conn.transaction():
+            changed[slug] = track(conn, schema)
+    return changed

@@ -1,0 +1,40 @@
+"""Periodic job: move downlinks forward (queued -> sent -> acknowledged) from the `txack`
+and `ack` events ingestion stored in each member's device_events
+(hypervision.chirpstack.downlinks.track).
+
+A safety net and the only mechanism until ingestion calls `track` itself right after
+storing those events (see infra/chirpstack/README.md, "Downlinks"); then a slower schedule
+suffices. Needs only the database.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from hypervision.chirpstack import downlinks
+from hypervision.db import connect_admin
+from hypervision.jobs import JOBS_QUEUE
+from hypervision.settings import get_settings
+from ingest.worker import app
+
+logger = logging.getLogger(__name__)
+
+
+@app.task(name="hypervision.jobs.downlinks.track_downlinks", queue=JOBS_QUEUE,
+          acks_late=False, ignore_result=True)
+def track_downlinks() -> dict[str, int]:
+    """Run `track` for every member; log how many downlinks changed state."""
+    with connect_admin(get_settings()) as conn:
+        changed = downlinks.track_all(conn)
+    for slug, count in changed.items():
+        if count:
+            logger.info("%s: %d downlink(s) changed state", slug, count)
+    return changed
+
+
+SCHEDULE = {
+    "downlinks-track": {
+        "task": "hypervision.jobs.downlinks.track_downlinks",
+        "schedule": 30.0,
+    },
+}

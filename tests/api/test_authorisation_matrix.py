@@ -1,0 +1,135 @@
+"""Every endpoint x every persona -> the expected status.
+
+The table is checked against the application's own route list: an endpoint added
+without a row here fails `test_every_endpoint_has_a_row_in_the_matrix`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from hypervision.api.main import create_app
+from tests.api.conftest import BIN, WINDOW, World
+
+PERSONAS = ("alpha", "beta", "op", "op_grant", "anon", "expired", "revoked")
+UNAUTH = {"anon": 401, "expired": 401, "revoked": 401}
+
+
+def row(alpha: int, beta: int, op: int, op_grant: int, unauth: int = 401) -> dict[str, int]:
+    return {"alpha": alpha, "beta": beta, "op": op, "op_grant": op_grant,
+            "anon": unauth, "expired": unauth, "revoked": unauth}
+
+
+PUBLIC = row(200, 200, 200, 200, unauth=200)
+EVERYONE = row(200, 200, 200, 200)
+ALPHA_SCOPED = row(200, 404, 200, 200)
+
+# (method, path template) -> expected status per persona, all about member alpha.
+MATRIX: dict[tuple[str, str], dict[str, int]] = {
+    ("GET", "/api/v1/health"): PUBLIC,
+    ("POST", "/api/v1/auth/login"): PUBLIC,
+    ("GET", "/api/v1/auth/me"): EVERYONE,
+    ("POST", "/api/v1/auth/logout"): row(204, 204, 204, 204),
+    ("GET", "/api/v1/tokens"): EVERYONE,
+    ("POST", "/api/v1/tokens"): row(201, 201, 201, 201),
+    ("DELETE", "/api/v1/tokens/{token_id}"): row(204, 404, 404, 404),
+    ("GET", "/api/v1/members"): EVERYONE,
+    ("GET", "/api/v1/members/{slug}"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/devices"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/devices/{dev_eui}"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/grants"): ALPHA_SCOPED,
+    ("POST", "/api/v1/members/{slug}/grants"): row(201, 404, 403, 403),
+    ("DELETE", "/api/v1/members/{slug}/grants/{grant_id}"): row(204, 404, 403, 403),
+    ("GET", "/api/v1/members/{slug}/measurements"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/uplinks"): row(200, 404, 403, 200),
+    ("GET", "/api/v1/usage"): EVERYONE,
+    ("GET", "/api/v1/usage.csv"): EVERYONE,
+    ("GET", "/api/v1/members/{slug}/usage"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/usage.csv"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/audit"): ALPHA_SCOPED,
+    ("GET", "/api/v1/dead-letters"): row(403, 403, 200, 200),
+    ("GET", "/api/v1/members/{slug}/exports/{kind}.{fmt}"): ALPHA_SCOPED,
+}
+
+EMAILS = {"alpha": "alice@alpha.example.org", "beta": "bob@beta.example.org",
+          "op": "olga@syndic.example.org", "op_grant": "oscar@syndic.example.org"}
+
+
+def _routes() -> set[tuple[str, str]]:
+    """Every operation the application serves, read from its OpenAPI document (FastAPI
+    nests included routers, so `app.routes` does not list them all flat)."""
+    from hypervision.settings import get_settings
+
+    paths = create_app(get_settings()).openapi()["paths"]
+    return {(method.upper(), path) for path, operations in paths.items()
+            for method in operations}
+
+
+def test_every_endpoint_has_a_row_in_the_matrix() -> None:
+    routes = _routes()
+    assert routes - set(MATRIX) == set(), "endpoints missing from MATRIX"
+    assert set(MATRIX) - routes == set(), "MATRIX rows without an endpoint"
+
+
+Request = tuple[str, dict[str, Any]]
+
+
+def _request(world: World, method: str, path: str, persona: str) -> tuple[Request, dict[str, str]]:
+    """The concrete URL, body and headers for one cell; fresh targets where a call
+    consumes one (logout, deleting a token or a grant)."""
+    headers = world.headers(persona)
+    kwargs: dict[str, Any] = {}
+    fill: dict[str, Any] = {"slug": "alpha", "dev_eui": BIN, "kind": "measurements",
+                            "fmt": "csv"}
+    if path == "/api/v1/auth/logout" and persona in EMAILS:
+        headers = {"Authorization": f"Bearer {world.fresh_token(EMAILS[persona]).secret}"}
+    if path == "/api/v1/tokens/{token_id}":
+        fill["token_id"] = world.fresh_token("alice@alpha.example.org").id
+    if path == "/api/v1/members/{slug}/grants/{grant_id}":
+        fill["grant_id"] = world.fresh_grant().id
+    if path == "/api/v1/auth/login":
+        kwargs["json"] = {"email": "alice@alpha.example.org", "password": "correct horse battery"}
+    if path == "/api/v1/tokens" and method == "POST":
+        kwargs["json"] = {"rights": ["read"], "expires_days": 1, "label": "matrix"}
+    if path == "/api/v1/members/{slug}/grants" and method == "POST":
+        kwargs["json"] = {"operator_email": "oscar@syndic.example.org", "hours": 1,
+                          "reason": "matrix test"}
+    if path.endswith(("/measurements", "/uplinks", "/audit", "/dead-letters")) or "exports" in path:
+        kwargs["params"] = WINDOW
+    return (path.format(**fill), kwargs), headers
+
+
+CELLS = [(method, path, persona) for (method, path) in MATRIX for persona in PERSONAS]
+
+
+@pytest.mark.services
+@pytest.mark.parametrize(("method", "path", "persona"), CELLS,
+                         ids=[f"{m} {p} as {who}" for m, p, who in CELLS])
+def test_each_persona_gets_the_expected_status(client: Any, world: World, method: str, path: str,
+                                               persona: str) -> None:
+    (url, kwargs), headers = _request(world, method, path, persona)
+    response = client.request(method, url, headers=headers, **kwargs)
+    assert response.status_code == MATRIX[(method, path)][persona], response.text[:300]
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("path", sorted({p for (_, p) in MATRIX if "{slug}" in p}))
+def test_a_member_that_does_not_exist_looks_exactly_like_a_strangers(
+    client: Any, world: World, path: str,
+) -> None:
+    """A stranger cannot tell another member's resources from missing ones."""
+    method = next(m for (m, p) in MATRIX if p == path)
+    (url, kwargs), _ = _request(world, method, path, "beta")
+    headers = world.headers("beta")
+    theirs = client.request(method, url, headers=headers, **kwargs)
+    missing = client.request(method, url.replace("/alpha", "/nosuchmember", 1), headers=headers,
+                             **kwargs)
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.json()["detail"].replace("alpha", "X") == missing.json()["detail"].replace(
+        "nosuchmember", "X")
+
+
+Check = Callable[[Any], None]

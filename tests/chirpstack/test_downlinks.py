@@ -1,0 +1,295 @@
+"""Downlinks: enqueue through ChirpStack with its audit entry, the downlink's life tracked
+from txack/ack events stored by the real ingestion processor, and the API routes."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from psycopg import sql
+
+from hypervision.accounts import Who
+from hypervision.chirpstack import downlinks, provision, routes
+from hypervision.chirpstack.client import ChirpStack
+from hypervision.chirpstack.encoders import EncodeError
+from hypervision.chirpstack.network import Network
+from hypervision.db import connect_admin, connect_as
+from hypervision.settings import Settings
+from hypervision.tenancy.spec import TenantSpec
+from ingest.chirpstack import Envelope
+from ingest.decode import Catalogue
+from ingest.outcomes import Outcome
+from ingest.process import Processor
+from ingest.registry import Registry, load_entries
+from tests.chirpstack.fake_chirpstack import FakeChirpStack
+
+pytestmark = pytest.mark.services
+LAMP, OTHER_LAMP, METER = "1c1c1c1c1c1c0001", "1c1c1c1c1c1c0002", "1c1c1c1c1c1c0003"
+TOWER = "0016c001f1500001"
+OPERATOR = Who(actor="user:agent@lumiere.example.org", source="api", request_id="req-1")
+
+
+# Enqueue and tracking --------------------------------------------------------------------
+
+
+@pytest.fixture
+def provisioned(catalogue_db: psycopg.Connection, client: ChirpStack, lumiere: TenantSpec,
+                network: Network) -> psycopg.Connection:
+    provision.apply(catalogue_db, client, [lumiere], Catalogue.load(), network, {},
+                    log=lambda _: None)
+    return catalogue_db
+
+
+@pytest.fixture
+def processor(platform_db: Settings) -> Iterator[tuple[psycopg.Connection, Processor]]:
+    with connect_as(platform_db, platform_db.ingest_role, autocommit=True) as conn:
+        registry = Registry(lambda: load_entries(conn))
+        yield conn, Processor(Catalogue.load(), registry, platform_db.max_payload_bytes,
+                              platform_db.fcnt_guard_window)
+
+
+def _event(kind: str, dev_eui: str, queue_item_id: str, at: datetime,
+           **fields: Any) -> Envelope:
+    """A txack or ack event as ChirpStack's MQTT integration publishes it."""
+    app = str(uuid.uuid4())
+    body: dict[str, Any] = {
+        "time": at.isoformat(),
+        "deviceInfo": {
+            "tenantId": str(uuid.uuid4()), "tenantName": "Syndicat Lumière (test)",
+            "applicationId": app, "applicationName": "lumiere",
+            "deviceProfileId": str(uuid.uuid4()), "deviceProfileName": "milesight-ws558",
+            "deviceName": "Armoire", "devEui": dev_eui, "deviceClassEnabled": "CLASS_C",
+            "tags": {},
+        },
+        "queueItemId": queue_item_id,
+        **fields,
+    }
+    if kind == "ack":
+        body["deduplicationId"] = str(uuid.uuid4())
+    topic = f"application/{app}/device/{dev_eui}/event/{kind}"
+    return Envelope.from_topic(topic, json.dumps(body).encode(), time.time())
+
+
+def _txack(dev_eui: str, queue_item_id: str, at: datetime) -> Envelope:
+    return _event("txack", dev_eui, queue_item_id, at, downlinkId=4242, fCntDown=7,
+                  gatewayId=TOWER, txInfo={"frequency": 869525000, "power": 27})
+
+
+def _ack(dev_eui: str, queue_item_id: str, at: datetime, acknowledged: bool) -> Envelope:
+    return _event("ack", dev_eui, queue_item_id, at, acknowledged=acknowledged, fCntDown=7)
+
+
+def _ingest(processor: tuple[psycopg.Connection, Processor], *events: Envelope) -> None:
+    conn, proc = processor
+    result = proc.process(conn, list(events))
+    assert result.total(Outcome.STORED) == len(events)
+
+
+def _state(admin: psycopg.Connection, queue_item_id: str) -> tuple:
+    return admin.execute(
+        "SELECT status, sent_at IS NOT NULL, acked_at IS NOT NULL, gateway_id, f_cnt_down"
+        " FROM tenant_lumiere.downlinks WHERE queue_item_id = %s", (queue_item_id,)
+    ).fetchone()
+
+
+def test_a_downlink_is_queued_audited_then_tracked_through_txack_and_ack(
+    provisioned: psycopg.Connection, client: ChirpStack, chirpstack: FakeChirpStack,
+    processor: tuple[psycopg.Connection, Processor],
+) -> None:
+    admin = provisioned
+    sent = downlinks.enqueue(admin, client, LAMP, "switch", {"circuits": "1,2", "state": "on"},
+                             who=OPERATOR)
+    # In ChirpStack's queue, with the encoder's bytes.
+    (item,) = chirpstack.store.queue[LAMP]
+    assert (item.id, item.f_port, item.data.hex(), item.confirmed) == (
+        sent.queue_item_id, 85, "080303", True)
+    assert (sent.status, sent.requested_by, sent.params) == (
+        "queued", OPERATOR.actor, {"circuits": [1, 2], "state": "on"})
+    # In the audit trail, with who asked and what was sent.
+    entry = admin.execute(
+        "SELECT actor, member_slug, target, source, request_id, after FROM hv.audit_log"
+        " WHERE action = 'downlink.enqueue' AND after->>'queue_item_id' = %s",
+        (sent.queue_item_id,)).fetchone()
+    assert entry is not None
+    assert entry[:5] == (OPERATOR.actor, "lumiere", f"device:{LAMP}", "api", "req-1")
+    assert entry[5]["data"] == "080303" and entry[5]["command"] == "switch"
+
+    now = datetime.now(UTC)
+    assert downlinks.track(admin, "tenant_lumiere") == 0
+    # Ingestion moves the downlink forward as it stores the txack, then the ack.
+    _ingest(processor, _txack(LAMP, sent.queue_item_id, now + timedelta(seconds=1)))
+    assert _state(admin, sent.queue_item_id) == ("sent", True, False, TOWER, 7)
+
+    _ingest(processor, _ack(LAMP, sent.queue_item_id, now + timedelta(seconds=3), True))
+    assert _state(admin, sent.queue_item_id) == ("acknowledged", True, True, TOWER, 7)
+    # The periodic job (a safety net) and tracking again change nothing.
+    assert downlinks.track_all(admin)["lumiere"] == 0
+    assert downlinks.track(admin, "tenant_lumiere") == 0
+
+
+def test_an_ack_stored_before_its_txack_still_ends_acknowledged_and_sent(
+    provisioned: psycopg.Connection, client: ChirpStack,
+    processor: tuple[psycopg.Connection, Processor],
+) -> None:
+    admin = provisioned
+    sent = downlinks.enqueue(admin, client, OTHER_LAMP, "reboot", {}, who=OPERATOR)
+    now = datetime.now(UTC)
+    _ingest(processor, _ack(OTHER_LAMP, sent.queue_item_id, now + timedelta(seconds=3), True))
+    assert _state(admin, sent.queue_item_id)[:3] == ("acknowledged", False, True)
+    _ingest(processor, _txack(OTHER_LAMP, sent.queue_item_id, now + timedelta(seconds=1)))
+    assert _state(admin, sent.queue_item_id)[:3] == ("acknowledged", True, True)
+    assert downlinks.track(admin, "tenant_lumiere", [OTHER_LAMP]) == 0
+
+
+def test_a_negative_ack_marks_the_downlink_not_acknowledged_and_unconfirmed_ones_end_sent(
+    provisioned: psycopg.Connection, client: ChirpStack,
+    processor: tuple[psycopg.Connection, Processor],
+) -> None:
+    admin = provisioned
+    now = datetime.now(UTC)
+    refused = downlinks.enqueue(admin, client, LAMP, "switch",
+                                {"circuits": "all", "state": "off"}, who=OPERATOR)
+    quiet = downlinks.enqueue(admin, client, LAMP, "reporting_interval", {"seconds": 600},
+                              who=OPERATOR, confirmed=False)
+    _ingest(processor, _txack(LAMP, refused.queue_item_id, now),
+            _ack(LAMP, refused.queue_item_id, now + timedelta(seconds=2), False),
+            _txack(LAMP, quiet.queue_item_id, now + timedelta(seconds=5)))
+    assert downlinks.track(admin, "tenant_lumiere") == 0  # ingestion already did it
+    assert _state(admin, refused.queue_item_id)[0] == "not_acknowledged"
+    assert _state(admin, quiet.queue_item_id)[0] == "sent"
+    # An unconfirmed downlink is done once sent: no longer looked at.
+    open_rows = admin.execute(
+        "SELECT count(*) FROM tenant_lumiere.downlinks WHERE queue_item_id = %s AND"
+        " (sent_at IS NULL OR (confirmed AND acked_at IS NULL))", (quiet.queue_item_id,)
+    ).fetchone()
+    assert open_rows == (0,)
+
+
+def test_tracking_runs_as_the_members_writer_role_in_the_ingest_hook(
+    provisioned: psycopg.Connection, client: ChirpStack,
+    processor: tuple[psycopg.Connection, Processor],
+) -> None:
+    sent = downlinks.enqueue(provisioned, client, LAMP, "reboot", {}, who=OPERATOR)
+    # The processor connects as the ingest role, which only holds the writer's rights
+    # after SET ROLE: the txack is tracked by ingestion itself.
+    _ingest(processor, _txack(LAMP, sent.queue_item_id, datetime.now(UTC)))
+    assert _state(provisioned, sent.queue_item_id)[0] == "sent"
+
+
+def test_another_members_device_is_not_found_and_nothing_is_sent(
+    provisioned: psycopg.Connection, client: ChirpStack, chirpstack: FakeChirpStack,
+) -> None:
+    with pytest.raises(downlinks.DeviceNotFound):
+        downlinks.enqueue(provisioned, client, LAMP, "reboot", {}, who=OPERATOR, member="alpha")
+    with pytest.raises(downlinks.DeviceNotFound):
+        downlinks.enqueue(provisioned, client, "0000000000000bad", "reboot", {}, who=OPERATOR)
+    assert LAMP not in chirpstack.store.queue
+
+
+def test_a_device_missing_in_chirpstack_is_a_clear_error_and_leaves_no_row(
+    provisioned: psycopg.Connection, client: ChirpStack, chirpstack: FakeChirpStack,
+) -> None:
+    chirpstack.store.delete_device(OTHER_LAMP)
+    count = sql.SQL("SELECT count(*) FROM tenant_lumiere.downlinks WHERE dev_eui = %s")
+    before = provisioned.execute(count, (OTHER_LAMP,)).fetchone()
+    with pytest.raises(downlinks.DownlinkError, match=r"not in ChirpStack.*chirpstack apply"):
+        downlinks.enqueue(provisioned, client, OTHER_LAMP, "reboot", {}, who=OPERATOR)
+    assert provisioned.execute(count, (OTHER_LAMP,)).fetchone() == before
+
+
+def test_a_downlink_queued_but_not_recorded_is_reported_as_such(
+    provisioned: psycopg.Connection, client: ChirpStack, chirpstack: FakeChirpStack,
+) -> None:
+    admin = provisioned
+    admin.execute("REVOKE INSERT ON tenant_lumiere.downlinks FROM lumiere_writer")
+    try:
+        with pytest.raises(downlinks.NotRecorded, match="will not be tracked") as caught:
+            downlinks.enqueue(admin, client, OTHER_LAMP, "reboot", {}, who=OPERATOR)
+    finally:
+        admin.execute("GRANT INSERT ON tenant_lumiere.downlinks TO lumiere_writer")
+    (item,) = chirpstack.store.queue[OTHER_LAMP]
+    assert item.id in str(caught.value)
+    # Entry and row went together: neither was kept.
+    audited = admin.execute("SELECT count(*) FROM hv.audit_log WHERE after->>'queue_item_id'"
+                            " = %s", (item.id,)).fetchone()
+    assert audited == (0,)
+
+
+def test_a_model_without_encoder_cannot_be_sent_anything(
+    provisioned: psycopg.Connection, client: ChirpStack, chirpstack: FakeChirpStack,
+) -> None:
+    with pytest.raises(EncodeError, match="no downlink encoder"):
+        downlinks.enqueue(provisioned, client, METER, "reboot", {}, who=OPERATOR)
+    assert METER not in chirpstack.store.queue
+
+
+# The API routes ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_client(provisioned: psycopg.Connection, client: ChirpStack,
+               platform_db: Settings) -> Iterator[tuple[TestClient, dict[str, routes.Actor]]]:
+    app = FastAPI()
+    app.include_router(routes.router)
+    caller = {"actor": routes.Actor("user:agent@lumiere.example.org", "lumiere", True)}
+
+    def connection() -> Iterator[psycopg.Connection]:
+        with connect_admin(platform_db) as conn:
+            yield conn
+
+    app.dependency_overrides[routes.get_actor] = lambda: caller["actor"]
+    app.dependency_overrides[routes.get_chirpstack] = lambda: client
+    app.dependency_overrides[routes.get_connection] = connection
+    with TestClient(app) as http:
+        yield http, caller
+
+
+def test_the_api_sends_a_downlink_for_the_callers_member_and_lists_it(
+    api_client: tuple[TestClient, dict[str, routes.Actor]], chirpstack: FakeChirpStack,
+) -> None:
+    http, _ = api_client
+    response = http.post(f"/devices/{LAMP}/downlinks",
+                         json={"command": "switch", "params": {"circuits": [3], "state": "on"}})
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["status"], body["data_hex"], body["f_port"]) == ("queued", "080404", 85)
+    assert chirpstack.store.queue[LAMP][-1].id == body["queue_item_id"]
+
+    listed = http.get(f"/devices/{LAMP}/downlinks").json()
+    assert listed[0]["queue_item_id"] == body["queue_item_id"]
+    commands = {c["name"] for c in http.get(f"/devices/{LAMP}/downlink-commands").json()}
+    assert commands == {"switch", "reporting_interval", "reboot"}
+
+
+def test_the_api_hides_other_members_devices_and_needs_the_right_to_command(
+    api_client: tuple[TestClient, dict[str, routes.Actor]], chirpstack: FakeChirpStack,
+) -> None:
+    http, caller = api_client
+    body = {"command": "reboot"}
+    caller["actor"] = routes.Actor("user:someone@alpha.example.org", "alpha", True)
+    assert http.post(f"/devices/{LAMP}/downlinks", json=body).status_code == 404
+    assert http.get(f"/devices/{LAMP}/downlinks").status_code == 404
+    caller["actor"] = routes.Actor("user:reader@lumiere.example.org", "lumiere", False)
+    assert http.post(f"/devices/{LAMP}/downlinks", json=body).status_code == 403
+    caller["actor"] = routes.Actor("user:agent@lumiere.example.org", "lumiere", True)
+    bad = http.post(f"/devices/{LAMP}/downlinks", json={"command": "dim"})
+    assert bad.status_code == 422 and "has no command 'dim'" in bad.json()["detail"]
+    assert LAMP not in chirpstack.store.queue
+    # An operator of the syndicate (no member) reaches every member's devices.
+    caller["actor"] = routes.Actor("user:operator@syndicat.example.org", None, True)
+    assert http.post(f"/devices/{LAMP}/downlinks", json=body).status_code == 202
+
+
+def test_without_an_override_the_routes_refuse_everyone(platform_db: Settings) -> None:
+    app = FastAPI()
+    app.include_router(routes.router)
+    with TestClient(app) as http:
+        assert http.get(f"/devices/{LAMP}/downlinks").status_code == 401
