@@ -27,7 +27,7 @@ as_root() {
 
 APT_PACKAGES=(
   postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-client-$PG_MAJOR
-  redis-server mosquitto mosquitto-clients
+  redis-server mosquitto mosquitto-clients nginx-light chromium
   cmake gcc make libssl-dev libkrb5-dev xz-utils
   python3 python3-venv python3-dev ca-certificates
 )

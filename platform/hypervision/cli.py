@@ -21,19 +21,21 @@ def _register_all() -> None:
         accounts,
         api,
         audit,
+        backup,
         catalogue,
         chirpstack,
         codecs,
         database,
         demo,
         pipeline,
+        public,
         services,
         tenants,
         usage,
     )
 
     for group in (services, database, tenants, accounts, catalogue, codecs, chirpstack,
-                  pipeline, api, audit, usage, demo):
+                  pipeline, api, audit, usage, backup, public, demo):
         group.register(app)
 
 

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
         env_file=REPO_ROOT / ".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        # An optional secret passed empty (as docker compose does when unset) is unset.
+        env_ignore_empty=True,
     )
 
     # Secrets. The key derives the local roles' passwords; it never appears in logs.

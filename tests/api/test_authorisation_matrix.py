@@ -52,6 +52,11 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/v1/members/{slug}/audit"): ALPHA_SCOPED,
     ("GET", "/api/v1/dead-letters"): row(403, 403, 200, 200),
     ("GET", "/api/v1/members/{slug}/exports/{kind}.{fmt}"): ALPHA_SCOPED,
+    ("GET", "/api/v1/devices/{dev_eui}/downlinks"): ALPHA_SCOPED,
+    ("GET", "/api/v1/devices/{dev_eui}/downlink-commands"): ALPHA_SCOPED,
+    # Allowed callers (the member's admin, operators) get as far as ChirpStack, which is
+    # not configured here: 503 (tests/chirpstack sends for real); a stranger: 404.
+    ("POST", "/api/v1/devices/{dev_eui}/downlinks"): row(503, 404, 503, 503),
 }
 
 EMAILS = {"alpha": "alice@alpha.example.org", "beta": "bob@beta.example.org",
@@ -97,6 +102,8 @@ def _request(world: World, method: str, path: str, persona: str) -> tuple[Reques
     if path == "/api/v1/members/{slug}/grants" and method == "POST":
         kwargs["json"] = {"operator_email": "oscar@syndic.example.org", "hours": 1,
                           "reason": "matrix test"}
+    if path == "/api/v1/devices/{dev_eui}/downlinks" and method == "POST":
+        kwargs["json"] = {"command": "reboot", "params": {}}
     if path.endswith(("/measurements", "/uplinks", "/audit", "/dead-letters")) or "exports" in path:
         kwargs["params"] = WINDOW
     return (path.format(**fill), kwargs), headers

@@ -246,7 +246,7 @@ def api_client(provisioned: psycopg.Connection, client: ChirpStack,
             yield conn
 
     app.dependency_overrides[routes.get_actor] = lambda: caller["actor"]
-    app.dependency_overrides[routes.get_chirpstack] = lambda: client
+    app.dependency_overrides[routes.get_chirpstack] = lambda: (lambda: client)
     app.dependency_overrides[routes.get_connection] = connection
     with TestClient(app) as http:
         yield http, caller

@@ -21,7 +21,7 @@ from psycopg_pool import PoolTimeout
 
 from hypervision import accounts
 from hypervision.api.db import Databases
-from hypervision.api.deps import AppState
+from hypervision.api.deps import AppState, CurrentPrincipal
 from hypervision.api.routes import (
     audit,
     auth,
@@ -96,7 +96,30 @@ def create_app(settings: Settings) -> FastAPI:
 
     for module in (auth, members, measurements, uplinks, usage, audit, dead_letters, exports):
         app.include_router(module.router, prefix=PREFIX)
+    _mount_downlinks(app)
+    # Public pages for citizens (QR codes on devices): no token, short URLs at the root.
+    from hypervision.public.pages import router as public_pages
+
+    app.include_router(public_pages, include_in_schema=False)
     return app
+
+
+def _mount_downlinks(app: FastAPI) -> None:
+    """ChirpStack downlinks (hypervision.chirpstack.routes), with this API's callers: a
+    member's account acts for its member; a syndicate operator for any member."""
+    from hypervision.chirpstack import routes as downlink_routes
+
+    def downlink_actor(principal: CurrentPrincipal, request: Request) -> downlink_routes.Actor:
+        return downlink_routes.Actor(
+            actor=principal.actor,
+            member=None if principal.operator else principal.member_slug,
+            may_command="admin" in principal.rights,
+            request_id=getattr(request.state, "request_id", None),
+            remote_addr=request.client.host if request.client else None,
+        )
+
+    app.dependency_overrides[downlink_routes.get_actor] = downlink_actor
+    app.include_router(downlink_routes.router, prefix=PREFIX)
 
 
 def app_from_settings() -> FastAPI:

@@ -43,9 +43,15 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                # A route that set a stricter policy or a cache lifetime of its own (the
+                # public pages) keeps it; every other security header is enforced.
+                own = {k.decode("latin-1").lower() for k, _ in message.get("headers", [])}
+                kept = {"content-security-policy", "cache-control"} & own
                 headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.decode("latin-1").lower() not in SECURITY_HEADERS]
-                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                           if k.decode("latin-1").lower() not in SECURITY_HEADERS
+                           or k.decode("latin-1").lower() in kept]
+                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()
+                            if k.lower() not in kept]
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)

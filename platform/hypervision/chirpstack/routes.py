@@ -16,7 +16,7 @@ See infra/chirpstack/README.md, "Downlinks".
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -63,16 +63,22 @@ def _client() -> ChirpStack:
     return ChirpStack.from_settings(get_settings())
 
 
-def get_chirpstack() -> ChirpStack:
+def _client_or_503() -> ChirpStack:
     try:
         return _client()
     except ChirpStackError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
 
 
+def get_chirpstack() -> Callable[[], ChirpStack]:
+    """The ChirpStack client, obtained lazily: a caller is checked (401/403/404) before
+    the network server's configuration or availability can answer 503."""
+    return _client_or_503
+
+
 CurrentActor = Annotated[Actor, Depends(get_actor)]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
-Client = Annotated[ChirpStack, Depends(get_chirpstack)]
+Client = Annotated[Callable[[], ChirpStack], Depends(get_chirpstack)]
 DevEui = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{16}$", description="16 hex digits")]
 
 
@@ -129,7 +135,7 @@ def send_downlink(dev_eui: DevEui, body: DownlinkRequest, actor: CurrentActor,
     who = Who(actor=actor.actor, source="api", request_id=actor.request_id,
               remote_addr=actor.remote_addr)
     try:
-        sent = downlinks.enqueue(conn, client, dev_eui.lower(), body.command, body.params,
+        sent = downlinks.enqueue(conn, client(), dev_eui.lower(), body.command, body.params,
                                  who=who, member=actor.member, confirmed=body.confirmed)
     except EncodeError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None

@@ -22,16 +22,18 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help="Processes (HV_WORKER_CONCURRENCY).")
         ] = None,
         loglevel: str = "info",
+        queues: Annotated[
+            str, typer.Option(help="Comma-separated queues to consume: ingest, jobs.")
+        ] = "ingest,jobs",
     ) -> None:
-        """Run a Celery ingestion worker on the `ingest` queue."""
+        """Run a Celery worker, by default on both the `ingest` and `jobs` queues."""
         settings = settings_or_exit()
-        from ingest.worker import INGEST_QUEUE
         from ingest.worker import app as celery_app
 
         celery_app.worker_main([
-            "worker", "-Q", INGEST_QUEUE, "-c", str(concurrency or settings.worker_concurrency),
-            "--loglevel", loglevel, "-n", f"ingest-{int(time.time())}@%h", "--without-mingle",
-            "--without-gossip",
+            "worker", "-Q", queues, "-c", str(concurrency or settings.worker_concurrency),
+            "--loglevel", loglevel, "-n", f"{queues.split(',')[0]}-{int(time.time())}@%h",
+            "--without-mingle", "--without-gossip",
         ])
 
     @app.command("beat")

@@ -17,6 +17,8 @@ JOB_MODULES: list[str] = [
     "hypervision.jobs.usage",
     "hypervision.jobs.gateways",
     "hypervision.jobs.downlinks",
+    "hypervision.jobs.backup",
+    "hypervision.jobs.retention",
 ]
 
 

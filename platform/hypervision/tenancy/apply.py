@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 from hypervision import accounts, audit, migrate
 from hypervision.api.db import ensure_api_role
+from hypervision.public.access import ensure_public_role
 from hypervision.settings import Settings
 from hypervision.tenancy.spec import TenantSpec
 from ingest.decode import Catalogue
@@ -278,6 +279,8 @@ def plan(
                              _ingest_grants(settings))))
     steps.append(Step("=", f"role {settings.api_role}: password and grants",
                       lambda conn: ensure_api_role(conn, settings)))
+    steps.append(Step("=", f"role {settings.public_role}: password and grants",
+                      lambda conn: ensure_public_role(conn, settings)))
 
     # 3. Each member: roles, schema, migrations, grants, catalogue rows, devices.
     members = {r[0]: r for r in conn.execute("SELECT slug, spec FROM hv.members").fetchall()}

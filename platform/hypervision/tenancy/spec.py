@@ -87,6 +87,14 @@ class Device(Strict):
     installed_on: dt.date | None = None
     location: Location | None = None
     public_description: str = ""
+    legal_basis: str | None = Field(
+        default=None,
+        description="GDPR legal basis for this device: public-task, contract, legal-obligation,"
+        " consent, or free text; default: the member's for the data class, else public-task.",
+    )
+    area: str | None = Field(
+        default=None, description="Commune or district grouping open aggregates (k-suppressed)."
+    )
     variables: dict[str, str] = Field(
         default_factory=dict, description="Per-device codec variables, e.g. litres_per_pulse."
     )
@@ -119,6 +127,9 @@ class TenantSpec(Strict):
     users: list[User] = Field(default_factory=list)
     retention: dict[DataClass | Literal["raw"], int] = Field(
         default_factory=dict, description="Days to keep, per data class ('raw' for uplinks)."
+    )
+    legal_bases: dict[DataClass, str] = Field(
+        default_factory=dict, description="GDPR legal basis per data class (see Device)."
     )
     export_recipients: list[Recipient] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
