@@ -29,4 +29,5 @@ def test_a_device_page_is_served_by_the_api_application_without_a_token(
         assert client.get("/d/0000000000000000").status_code == 404
         # The API keeps its own policy.
         api = client.get("/api/v1/health")
-        assert api.headers["content-security-policy"] == "default-src 'self'; frame-ancestors 'none'"
+        assert api.headers["content-security-policy"] == (
+            "default-src 'self'; frame-ancestors 'none'")
