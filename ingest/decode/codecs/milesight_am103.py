@@ -20,67 +20,63 @@ from __future__ import annotations
 from typing import Any
 
 from ingest.decode.codecs._milesight import (
+    BATTERY,
     FPORT,
-    U16,
-    U32,
-    encode_temperature,
-    need,
-    read_attribute,
+    HUMIDITY,
+    TEMPERATURE,
+    Channel,
+    decode_channels,
+    encode_channels,
+    half_percent,
+    pack_half_percent,
+    pack_temperature,
+    pack_uint16,
+    pack_uint32,
     temperature,
+    uint16,
+    uint32,
 )
-from ingest.decode.errors import DecodeError
 
 _SENSOR_BITS = {"temperature": 0, "humidity": 1, "co2": 4}
 
 
+def _history(data: bytes, i: int) -> dict[str, Any]:
+    return {
+        "timestamp": uint32(data, i),
+        "temperature": temperature(data, i + 4),
+        "humidity": half_percent(data, i + 6),
+        "co2": uint16(data, i + 7),
+    }
+
+
+def _write_history(point: dict[str, Any]) -> bytes:
+    return (
+        pack_uint32(point["timestamp"])
+        + pack_temperature(point["temperature"])
+        + pack_half_percent(point["humidity"])
+        + pack_uint16(point["co2"])
+    )
+
+
+def _sensor_enable(data: bytes, i: int) -> dict[str, str]:
+    bits = data[i + 1]
+    return {name: "enable" if bits >> bit & 1 else "disable" for name, bit in _SENSOR_BITS.items()}
+
+
+# In the order `encode` writes them.
+_CHANNELS = {
+    (0x01, 0x75): BATTERY,
+    (0x03, 0x67): TEMPERATURE,
+    (0x04, 0x68): HUMIDITY,
+    (0x07, 0x7D): Channel("co2", 2, uint16, pack_uint16),
+    (0x20, 0xCE): Channel("history", 9, _history, _write_history, repeats=True),
+    (0xFF, 0x18): Channel("sensor_enable", 2, _sensor_enable),
+}
+
+
 def decode(f_port: int, data: bytes) -> dict[str, Any]:
     """Decode one uplink into the keys Milesight's own codec puts in `data`."""
-    out: dict[str, Any] = {}
-    i, n = 0, len(data)
-    while i < n:
-        need(data, i, 2, "channel header")
-        channel, kind = data[i], data[i + 1]
-        i += 2
-        if channel == 0x01 and kind == 0x75:
-            need(data, i, 1, "battery")
-            out["battery"] = data[i]
-            i += 1
-        elif channel == 0x03 and kind == 0x67:
-            need(data, i, 2, "temperature")
-            out["temperature"] = temperature(data, i)
-            i += 2
-        elif channel == 0x04 and kind == 0x68:
-            need(data, i, 1, "humidity")
-            out["humidity"] = data[i] / 2
-            i += 1
-        elif channel == 0x07 and kind == 0x7D:
-            need(data, i, 2, "co2")
-            out["co2"] = U16.unpack_from(data, i)[0]
-            i += 2
-        elif channel == 0x20 and kind == 0xCE:
-            need(data, i, 9, "history")
-            out.setdefault("history", []).append(
-                {
-                    "timestamp": U32.unpack_from(data, i)[0],
-                    "temperature": temperature(data, i + 4),
-                    "humidity": data[i + 6] / 2,
-                    "co2": U16.unpack_from(data, i + 7)[0],
-                }
-            )
-            i += 9
-        elif channel == 0xFF and kind == 0x18:
-            need(data, i, 2, "sensor status")
-            bits = data[i + 1]
-            out["sensor_enable"] = {
-                name: "enable" if bits >> bit & 1 else "disable"
-                for name, bit in _SENSOR_BITS.items()
-            }
-            i += 2
-        elif channel == 0xFF:
-            i = read_attribute(kind, data, i, out, hex_versions=True)
-        else:
-            raise DecodeError(f"unknown channel 0x{channel:02x} 0x{kind:02x} at byte {i - 2}")
-    return out
+    return decode_channels(data, _CHANNELS, hex_versions=True)
 
 
 def encode(values: dict[str, Any]) -> tuple[int, bytes]:
@@ -88,17 +84,4 @@ def encode(values: dict[str, Any]) -> tuple[int, bytes]:
 
     Supported keys: battery, temperature, humidity, co2, history.
     """
-    frame = bytearray()
-    if "battery" in values:
-        frame += bytes((0x01, 0x75, int(values["battery"])))
-    if "temperature" in values:
-        frame += b"\x03\x67" + encode_temperature(values["temperature"])
-    if "humidity" in values:
-        frame += bytes((0x04, 0x68, round(values["humidity"] * 2)))
-    if "co2" in values:
-        frame += b"\x07\x7d" + U16.pack(int(values["co2"]))
-    for point in values.get("history", []):
-        frame += b"\x20\xce" + U32.pack(int(point["timestamp"]))
-        frame += encode_temperature(point["temperature"])
-        frame += bytes((round(point["humidity"] * 2),)) + U16.pack(int(point["co2"]))
-    return FPORT, bytes(frame)
+    return FPORT, encode_channels(values, _CHANNELS)

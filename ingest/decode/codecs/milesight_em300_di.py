@@ -24,14 +24,23 @@ from __future__ import annotations
 from typing import Any
 
 from ingest.decode.codecs._milesight import (
-    F32,
+    BATTERY,
     FPORT,
-    U16,
-    U32,
-    encode_temperature,
-    need,
-    read_attribute,
+    HUMIDITY,
+    TEMPERATURE,
+    Channel,
+    decode_channels,
+    encode_channels,
+    float32,
+    half_percent,
+    named,
+    pack_half_percent,
+    pack_named,
+    pack_temperature,
+    pack_uint32,
     temperature,
+    uint16_tenths,
+    uint32,
 )
 from ingest.decode.errors import DecodeError
 
@@ -46,75 +55,69 @@ _WATER_ALARM = {
 }
 
 
-def _water(data: bytes, i: int, out: dict[str, Any]) -> None:
-    out["water_conv"] = U16.unpack_from(data, i)[0] / 10
-    out["pulse_conv"] = U16.unpack_from(data, i + 2)[0] / 10
-    out["water"] = F32.unpack_from(data, i + 4)[0]
+def _water(data: bytes, i: int) -> dict[str, Any]:
+    return {
+        "water_conv": uint16_tenths(data, i),
+        "pulse_conv": uint16_tenths(data, i + 2),
+        "water": float32(data, i + 4),
+    }
+
+
+def _gpio_alarm(data: bytes, i: int) -> dict[str, Any]:
+    return {
+        "gpio": _GPIO.get(data[i], "unknown"),
+        "gpio_alarm": _GPIO_ALARM.get(data[i + 1], "unknown"),
+    }
+
+
+def _water_alarm(data: bytes, i: int) -> dict[str, Any]:
+    return {**_water(data, i), "water_alarm": _WATER_ALARM.get(data[i + 8], "unknown")}
+
+
+def _history(data: bytes, i: int) -> dict[str, Any]:
+    point: dict[str, Any] = {
+        "timestamp": uint32(data, i),
+        "temperature": temperature(data, i + 4),
+        "humidity": half_percent(data, i + 6),
+    }
+    mode = data[i + 7]
+    if mode == 1:
+        point["gpio"] = _GPIO.get(data[i + 8], "unknown")
+    elif mode == 2:
+        point["pulse"] = uint32(data, i + 9)
+    else:
+        raise DecodeError(f"unknown history mode {mode} at byte {i + 7}")
+    return point
+
+
+def _write_history(point: dict[str, Any]) -> bytes:
+    frame = (
+        pack_uint32(point["timestamp"])
+        + pack_temperature(point["temperature"])
+        + pack_half_percent(point["humidity"])
+    )
+    if "pulse" in point:
+        return frame + b"\x02\x00" + pack_uint32(point["pulse"])
+    return frame + bytes((0x01, _GPIO_CODES[point["gpio"]])) + b"\x00\x00\x00\x00"
+
+
+# In the order `encode` writes them.
+_CHANNELS = {
+    (0x01, 0x75): BATTERY,
+    (0x03, 0x67): TEMPERATURE,
+    (0x04, 0x68): HUMIDITY,
+    (0x05, 0x00): Channel("gpio", 1, named(_GPIO), pack_named(_GPIO)),
+    (0x05, 0xC8): Channel("pulse", 4, uint32, pack_uint32),
+    (0x05, 0xE1): Channel("water", 8, _water, merges=True),
+    (0x85, 0x00): Channel("gpio_alarm", 2, _gpio_alarm, merges=True),
+    (0x85, 0xE1): Channel("water_alarm", 9, _water_alarm, merges=True),
+    (0x20, 0xCE): Channel("history", 13, _history, _write_history, repeats=True),
+}
 
 
 def decode(f_port: int, data: bytes) -> dict[str, Any]:
     """Decode one uplink into the keys Milesight's own codec puts in `data`."""
-    out: dict[str, Any] = {}
-    i, n = 0, len(data)
-    while i < n:
-        need(data, i, 2, "channel header")
-        channel, kind = data[i], data[i + 1]
-        i += 2
-        if channel == 0x01 and kind == 0x75:
-            need(data, i, 1, "battery")
-            out["battery"] = data[i]
-            i += 1
-        elif channel == 0x03 and kind == 0x67:
-            need(data, i, 2, "temperature")
-            out["temperature"] = temperature(data, i)
-            i += 2
-        elif channel == 0x04 and kind == 0x68:
-            need(data, i, 1, "humidity")
-            out["humidity"] = data[i] / 2
-            i += 1
-        elif channel == 0x05 and kind == 0x00:
-            need(data, i, 1, "gpio")
-            out["gpio"] = _GPIO.get(data[i], "unknown")
-            i += 1
-        elif channel == 0x05 and kind == 0xC8:
-            need(data, i, 4, "pulse counter")
-            out["pulse"] = U32.unpack_from(data, i)[0]
-            i += 4
-        elif channel == 0x05 and kind == 0xE1:
-            need(data, i, 8, "water")
-            _water(data, i, out)
-            i += 8
-        elif channel == 0x85 and kind == 0x00:
-            need(data, i, 2, "gpio alarm")
-            out["gpio"] = _GPIO.get(data[i], "unknown")
-            out["gpio_alarm"] = _GPIO_ALARM.get(data[i + 1], "unknown")
-            i += 2
-        elif channel == 0x85 and kind == 0xE1:
-            need(data, i, 9, "water alarm")
-            _water(data, i, out)
-            out["water_alarm"] = _WATER_ALARM.get(data[i + 8], "unknown")
-            i += 9
-        elif channel == 0x20 and kind == 0xCE:
-            need(data, i, 13, "history")
-            point: dict[str, Any] = {
-                "timestamp": U32.unpack_from(data, i)[0],
-                "temperature": temperature(data, i + 4),
-                "humidity": data[i + 6] / 2,
-            }
-            mode = data[i + 7]
-            if mode == 1:
-                point["gpio"] = _GPIO.get(data[i + 8], "unknown")
-            elif mode == 2:
-                point["pulse"] = U32.unpack_from(data, i + 9)[0]
-            else:
-                raise DecodeError(f"unknown history mode {mode} at byte {i + 7}")
-            out.setdefault("history", []).append(point)
-            i += 13
-        elif channel == 0xFF:
-            i = read_attribute(kind, data, i, out, hex_versions=False)
-        else:
-            raise DecodeError(f"unknown channel 0x{channel:02x} 0x{kind:02x} at byte {i - 2}")
-    return out
+    return decode_channels(data, _CHANNELS, hex_versions=False)
 
 
 def encode(values: dict[str, Any]) -> tuple[int, bytes]:
@@ -123,23 +126,4 @@ def encode(values: dict[str, Any]) -> tuple[int, bytes]:
     Supported keys: battery, temperature, humidity, gpio, pulse, history (items with
     timestamp, temperature, humidity and either pulse or gpio).
     """
-    frame = bytearray()
-    if "battery" in values:
-        frame += bytes((0x01, 0x75, int(values["battery"])))
-    if "temperature" in values:
-        frame += b"\x03\x67" + encode_temperature(values["temperature"])
-    if "humidity" in values:
-        frame += bytes((0x04, 0x68, round(values["humidity"] * 2)))
-    if "gpio" in values:
-        frame += bytes((0x05, 0x00, _GPIO_CODES[values["gpio"]]))
-    if "pulse" in values:
-        frame += b"\x05\xc8" + U32.pack(int(values["pulse"]))
-    for point in values.get("history", []):
-        frame += b"\x20\xce" + U32.pack(int(point["timestamp"]))
-        frame += encode_temperature(point["temperature"])
-        frame += bytes((round(point["humidity"] * 2),))
-        if "pulse" in point:
-            frame += b"\x02\x00" + U32.pack(int(point["pulse"]))
-        else:
-            frame += bytes((0x01, _GPIO_CODES[point["gpio"]])) + b"\x00\x00\x00\x00"
-    return FPORT, bytes(frame)
+    return FPORT, encode_channels(values, _CHANNELS)

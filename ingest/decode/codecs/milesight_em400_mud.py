@@ -20,14 +20,18 @@ from __future__ import annotations
 from typing import Any
 
 from ingest.decode.codecs._milesight import (
+    BATTERY,
     FPORT,
-    U16,
-    encode_temperature,
-    need,
-    read_attribute,
+    TEMPERATURE,
+    Channel,
+    decode_channels,
+    named,
+    pack_temperature,
+    pack_uint8,
+    pack_uint16,
     temperature,
+    uint16,
 )
-from ingest.decode.errors import DecodeError
 
 _POSITIONS = {0: "normal", 1: "tilt"}
 _ALARMS = {0: "threshold_alarm_release", 1: "threshold_alarm"}
@@ -35,66 +39,53 @@ _POSITION_CODES = {v: k for k, v in _POSITIONS.items()}
 _ALARM_CODES = {v: k for k, v in _ALARMS.items()}
 
 
+def _temperature_alarm(data: bytes, i: int) -> dict[str, Any]:
+    return {
+        "temperature": temperature(data, i),
+        "temperature_alarm": _ALARMS.get(data[i + 2], "unknown"),
+    }
+
+
+def _distance_alarm(data: bytes, i: int) -> dict[str, Any]:
+    return {"distance": uint16(data, i), "distance_alarm": _ALARMS.get(data[i + 2], "unknown")}
+
+
+_CHANNELS = {
+    (0x01, 0x75): BATTERY,
+    (0x03, 0x67): TEMPERATURE,
+    (0x04, 0x82): Channel("distance", 2, uint16),
+    (0x05, 0x00): Channel("position", 1, named(_POSITIONS)),
+    (0x83, 0x67): Channel("temperature_alarm", 3, _temperature_alarm, merges=True),
+    (0x84, 0x82): Channel("distance_alarm", 3, _distance_alarm, merges=True),
+}
+
+
 def decode(f_port: int, data: bytes) -> dict[str, Any]:
     """Decode one uplink into the keys Milesight's own codec puts in `data`."""
-    out: dict[str, Any] = {}
-    i, n = 0, len(data)
-    while i < n:
-        need(data, i, 2, "channel header")
-        channel, kind = data[i], data[i + 1]
-        i += 2
-        if channel == 0x01 and kind == 0x75:
-            need(data, i, 1, "battery")
-            out["battery"] = data[i]
-            i += 1
-        elif channel == 0x03 and kind == 0x67:
-            need(data, i, 2, "temperature")
-            out["temperature"] = temperature(data, i)
-            i += 2
-        elif channel == 0x04 and kind == 0x82:
-            need(data, i, 2, "distance")
-            out["distance"] = U16.unpack_from(data, i)[0]
-            i += 2
-        elif channel == 0x05 and kind == 0x00:
-            need(data, i, 1, "position")
-            out["position"] = _POSITIONS.get(data[i], "unknown")
-            i += 1
-        elif channel == 0x83 and kind == 0x67:
-            need(data, i, 3, "temperature alarm")
-            out["temperature"] = temperature(data, i)
-            out["temperature_alarm"] = _ALARMS.get(data[i + 2], "unknown")
-            i += 3
-        elif channel == 0x84 and kind == 0x82:
-            need(data, i, 3, "distance alarm")
-            out["distance"] = U16.unpack_from(data, i)[0]
-            out["distance_alarm"] = _ALARMS.get(data[i + 2], "unknown")
-            i += 3
-        elif channel == 0xFF:
-            i = read_attribute(kind, data, i, out, hex_versions=True)
-        else:
-            raise DecodeError(f"unknown channel 0x{channel:02x} 0x{kind:02x} at byte {i - 2}")
-    return out
+    return decode_channels(data, _CHANNELS, hex_versions=True)
 
 
 def encode(values: dict[str, Any]) -> tuple[int, bytes]:
     """Build a frame for `values` shaped like decode's output (for the simulator).
 
     Supported keys: battery, temperature (+ temperature_alarm), distance (+ distance_alarm),
-    position. With an alarm key the value is sent on the alarm channel, as the device does.
+    position. With an alarm key the value is sent on the alarm channel, as the device does;
+    that choice between two channels is why this frame is written here and not from the
+    channel table.
     """
     frame = bytearray()
     if "battery" in values:
-        frame += bytes((0x01, 0x75, int(values["battery"])))
+        frame += b"\x01\x75" + pack_uint8(values["battery"])
     if "temperature" in values and "temperature_alarm" not in values:
-        frame += b"\x03\x67" + encode_temperature(values["temperature"])
+        frame += b"\x03\x67" + pack_temperature(values["temperature"])
     if "distance" in values and "distance_alarm" not in values:
-        frame += b"\x04\x82" + U16.pack(int(values["distance"]))
+        frame += b"\x04\x82" + pack_uint16(values["distance"])
     if "position" in values:
         frame += bytes((0x05, 0x00, _POSITION_CODES[values["position"]]))
     if "temperature_alarm" in values:
-        frame += b"\x83\x67" + encode_temperature(values["temperature"])
+        frame += b"\x83\x67" + pack_temperature(values["temperature"])
         frame += bytes((_ALARM_CODES[values["temperature_alarm"]],))
     if "distance_alarm" in values:
-        frame += b"\x84\x82" + U16.pack(int(values["distance"]))
+        frame += b"\x84\x82" + pack_uint16(values["distance"])
         frame += bytes((_ALARM_CODES[values["distance_alarm"]],))
     return FPORT, bytes(frame)

@@ -17,45 +17,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.decode.codecs._milesight import U16, U32, need, read_attribute
-from ingest.decode.errors import DecodeError
+from ingest.decode.codecs._milesight import BATTERY, Channel, decode_channels, uint16, uint32
 
 _ALARMS = {0: "threshold alarm release", 1: "threshold alarm", 2: "mutation alarm"}
 
 
+def _distance_alarm(data: bytes, i: int) -> dict[str, Any]:
+    return {
+        "distance": uint16(data, i),
+        "distance_mutation": uint16(data, i + 2),
+        "distance_alarm": _ALARMS.get(data[i + 4], "unknown"),
+    }
+
+
+def _history(data: bytes, i: int) -> dict[str, Any]:
+    return {"timestamp": uint32(data, i), "distance": uint16(data, i + 4)}
+
+
+_CHANNELS = {
+    (0x01, 0x75): BATTERY,
+    (0x03, 0x82): Channel("distance", 2, uint16),
+    (0x83, 0xE9): Channel("distance_alarm", 5, _distance_alarm, merges=True),
+    (0x20, 0xCE): Channel("history", 6, _history, repeats=True),
+}
+
+
 def decode(f_port: int, data: bytes) -> dict[str, Any]:
     """Decode one uplink into the keys Milesight's own codec puts in `data`."""
-    out: dict[str, Any] = {}
-    i, n = 0, len(data)
-    while i < n:
-        need(data, i, 2, "channel header")
-        channel, kind = data[i], data[i + 1]
-        i += 2
-        if channel == 0x01 and kind == 0x75:
-            need(data, i, 1, "battery")
-            out["battery"] = data[i]
-            i += 1
-        elif channel == 0x03 and kind == 0x82:
-            need(data, i, 2, "distance")
-            out["distance"] = U16.unpack_from(data, i)[0]
-            i += 2
-        elif channel == 0x83 and kind == 0xE9:
-            need(data, i, 5, "distance alarm")
-            out["distance"] = U16.unpack_from(data, i)[0]
-            out["distance_mutation"] = U16.unpack_from(data, i + 2)[0]
-            out["distance_alarm"] = _ALARMS.get(data[i + 4], "unknown")
-            i += 5
-        elif channel == 0x20 and kind == 0xCE:
-            need(data, i, 6, "history")
-            out.setdefault("history", []).append(
-                {
-                    "timestamp": U32.unpack_from(data, i)[0],
-                    "distance": U16.unpack_from(data, i + 4)[0],
-                }
-            )
-            i += 6
-        elif channel == 0xFF:
-            i = read_attribute(kind, data, i, out, hex_versions=True)
-        else:
-            raise DecodeError(f"unknown channel 0x{channel:02x} 0x{kind:02x} at byte {i - 2}")
-    return out
+    return decode_channels(data, _CHANNELS, hex_versions=True)

