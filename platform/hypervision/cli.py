@@ -27,6 +27,7 @@ def _register_all() -> None:
         codecs,
         database,
         demo,
+        export,
         pipeline,
         public,
         services,
@@ -35,7 +36,7 @@ def _register_all() -> None:
     )
 
     for group in (services, database, tenants, accounts, catalogue, codecs, chirpstack,
-                  pipeline, api, audit, usage, backup, public, demo):
+                  pipeline, api, export, audit, usage, backup, public, demo):
         group.register(app)
 
 

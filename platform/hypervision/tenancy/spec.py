@@ -113,6 +113,12 @@ class Recipient(Strict):
     name: str
     email: EmailStr | None = None
     third_party: bool = Field(default=True, description="Third parties get pseudonymised exports.")
+    coarsen: Literal["hour", "day"] | None = Field(
+        default=None, description="Round this recipient's timestamps down to the hour or day."
+    )
+    drop: list[Literal["location", "data", "object", "radio", "event"]] = Field(
+        default_factory=list, description="Fields left out of this recipient's exports."
+    )
 
 
 class TenantSpec(Strict):
