@@ -129,8 +129,25 @@ write_env_file() {
   skip "wrote .env with a new HV_SECRET_KEY"
 }
 
+install_node() {
+  # Node.js runs the dashboard screenshot tests (playwright-core driving Debian's
+  # Chromium). Debian's own packages unless a Node.js with npm is already there.
+  say "Node.js and the screenshot tests' packages"
+  if ! command -v npm >/dev/null 2>&1; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+  fi
+  if [ -d "$ROOT/tests/superset/node_modules/playwright-core" ]; then
+    skip "tests/superset/node_modules up to date"
+  else
+    (cd "$ROOT/tests/superset" && npm ci --no-audit --no-fund --loglevel=error)
+    skip "installed playwright-core for tests/superset"
+  fi
+}
+
 install_debian_packages
 install_timescaledb
 install_virtualenv
+bash "$ROOT/infra/superset/install.sh"
+install_node
 write_env_file
 say "Done. Next: .venv/bin/hypervision demo   (or: .venv/bin/hypervision --help)"

@@ -34,6 +34,7 @@ os.environ.update({
     "HV_REDIS_PORT": str(PORT_BASE + 379),
     "HV_MQTT_PORT": str(PORT_BASE + 883),
     "HV_HTTP_PORT": str(PORT_BASE + 90),
+    "HV_SUPERSET_PORT": str(PORT_BASE + 88),
     "HV_BATCH_SIZE": "200",
     "HV_BATCH_MAX_WAIT": "0.2",
     "HV_BROKER_VISIBILITY_TIMEOUT": "5",

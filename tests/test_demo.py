@@ -27,10 +27,12 @@ def test_the_demo_feeds_simulated_events_through_the_pipeline_and_stops_cleanly(
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(mode=0o755)
     env = dict(os.environ, HV_DATA_DIR=str(data), HV_TENANTS_DIR=str(REPO / "tenants"),
+               HV_SUPERSET_PORT=str(PORT_BASE + 1088),
                HV_MQTT_CLIENT_ID="hypervision-demo-test", COLUMNS="100",
                **{k: str(v) for k, v in PORTS.items()})
     done = subprocess.run(
-        [sys.executable, "-m", "hypervision", "demo", "--duration", "12", "--rate", "40"],
+        [sys.executable, "-m", "hypervision", "demo", "--duration", "12", "--rate", "40",
+         "--stop-all"],
         env=env, capture_output=True, text=True, timeout=240, cwd=REPO,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -43,6 +45,9 @@ def test_the_demo_feeds_simulated_events_through_the_pipeline_and_stops_cleanly(
     # Joins and statuses are published too; every uplink published was stored.
     assert published > stored
     assert "tenants applied: aven_odet, kerbihan, locmaria, syndicat" in done.stdout
-    for port in PORTS.values():
+    login = re.search(r"dashboards: (http://\S+) \(login (\S+) / (\S+)\)", done.stdout)
+    assert login, done.stdout[-3000:]
+    assert login.group(1).endswith(str(PORT_BASE + 1088)) or str(PORT_BASE + 1088) in login[1]
+    for port in [*PORTS.values(), PORT_BASE + 1088]:
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"

@@ -31,12 +31,13 @@ def _register_all() -> None:
         pipeline,
         public,
         services,
+        superset,
         tenants,
         usage,
     )
 
     for group in (services, database, tenants, accounts, catalogue, codecs, chirpstack,
-                  pipeline, api, export, audit, usage, backup, public, demo):
+                  pipeline, api, export, audit, usage, backup, public, superset, demo):
         group.register(app)
 
 

@@ -1,11 +1,13 @@
 """The platform's main job on its embedded default: `hypervision demo`.
 
 1. Start the local services (PostgreSQL + TimescaleDB, Redis, Mosquitto).
-2. Apply migrations and the example members under tenants/.
+2. Apply migrations and the example members under tenants/, and start Superset with each
+   member's dashboards and a demo login.
 3. Start a Celery worker (a child process) and the MQTT receiver.
 4. Publish simulated ChirpStack events for the members' devices through Mosquitto.
-5. Show a live summary until Ctrl-C (or --duration), then stop everything it started,
-   after the queue has drained, so that nothing published is left behind.
+5. Show a live summary until Ctrl-C (or --duration), then stop the simulator, receiver
+   and worker after the queue has drained, so that nothing published is left behind.
+   The services and Superset stay up for the dashboards unless `stop_all` is asked.
 """
 
 from __future__ import annotations
@@ -160,12 +162,15 @@ def wait_drained(conn: psycopg.Connection, broker: redis.Redis, expected_events:
     return False
 
 
-def run(settings: Settings, rate: float, duration: float | None, console: Console) -> Snapshot:
+def run(settings: Settings, rate: float, duration: float | None, console: Console,
+        stop_all: bool = False) -> Snapshot:
     from hypervision import services
     from hypervision.commands.database import run_migrations
     from hypervision.commands.tenants import apply_tenants
     from hypervision.db import connect_admin
     from hypervision.simulator import Simulator
+    from hypervision.superset import demo_login
+    from hypervision.superset import stop as stop_superset
     from hypervision.tenancy.spec import load_dir
     from ingest.batcher import Batcher
     from ingest.decode import Catalogue
@@ -177,6 +182,9 @@ def run(settings: Settings, rate: float, duration: float | None, console: Consol
     run_migrations()
     apply_tenants(quiet=True)
     log("tenants applied: " + ", ".join(s.name for s in load_dir(settings.tenants_dir)))
+    log("starting Superset and provisioning each member's dashboards")
+    dashboards = demo_login(settings, log=log)
+    log("dashboards: {} (login {} / {})".format(*dashboards))
     worker = start_worker(settings)
     receiver = MqttReceiver(
         settings, Batcher(celery_sender(settings), settings.batch_size,
@@ -220,8 +228,13 @@ def run(settings: Settings, rate: float, duration: float | None, console: Consol
         stop_worker(worker)
         if not drained:
             log("warning: some events were still queued; they stay in Redis for the next run")
-        if not any(were_running.values()):
-            services.stop_all(settings, log=log)
+        if stop_all:
+            stop_superset(settings, log=log)
+            if not any(were_running.values()):
+                services.stop_all(settings, log=log)
     log(f"published {published[0]} events; stored {final.stored} uplinks,"
         f" {final.dead_letters} dead letters")
+    if not stop_all:
+        log("dashboards stay available at {} (login {} / {});".format(*dashboards)
+            + " stop everything with: hypervision superset stop && hypervision services stop")
     return final

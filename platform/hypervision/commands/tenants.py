@@ -35,15 +35,20 @@ def _print(step: tenancy.Step) -> None:
 
 
 def apply_tenants(folder: Path | None = None, quiet: bool = False) -> list[tenancy.Step]:
+    """Apply the members to the database, then to Superset when it runs."""
+    from hypervision.superset import apply_if_running
+
     specs = _load(folder)
     settings = settings_or_exit()
+    log = (lambda _: None) if quiet else console.print
     try:
         with connect_admin(settings) as conn:
-            return tenancy.apply(conn, specs, Catalogue.load(), settings,
-                                 log=(lambda _: None) if quiet else console.print,
-                                 actor=f"cli:{getpass.getuser()}")
+            steps = tenancy.apply(conn, specs, Catalogue.load(), settings, log=log,
+                                  actor=f"cli:{getpass.getuser()}")
     except ValueError as exc:
         raise fail(str(exc)) from None
+    apply_if_running(settings, specs, log=log)
+    return steps
 
 
 @tenants_app.command("validate")

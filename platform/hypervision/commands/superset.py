@@ -1,0 +1,98 @@
+"""`hypervision superset start|stop|status|apply|password`: the dashboard layer.
+
+Superset runs from its own virtualenv (infra/superset/install.sh) against the platform's
+PostgreSQL; `apply` provisions every member declared under tenants/ (run `tenants apply`
+first). See platform/hypervision/superset/README.md.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.table import Table
+
+from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.services import ServiceError
+from hypervision.superset import process, provision
+from hypervision.superset.client import SupersetError
+from hypervision.superset.templates import TemplateError, load
+from hypervision.tenancy.spec import SpecError, load_dir
+
+superset_app = typer.Typer(help="Apache Superset: members' dashboards.", no_args_is_help=True)
+DirOption = Annotated[Path | None, typer.Option("--dir", help="Folder of tenant files.")]
+
+
+def _print(message: str) -> None:
+    console.print(message, markup=False)
+
+
+@superset_app.command("start")
+def start() -> None:
+    """Start Superset (idempotent): metadata database, bootstrap when needed, web server."""
+    settings = settings_or_exit()
+    try:
+        process.start(settings, log=_print)
+    except ServiceError as exc:
+        raise fail(str(exc)) from None
+    _print(f"= Superset answers on {process.public_url(settings)}")
+
+
+@superset_app.command("stop")
+def stop() -> None:
+    """Stop Superset gracefully and wait until it has exited."""
+    settings = settings_or_exit()
+    try:
+        process.stop(settings, log=_print)
+    except ServiceError as exc:
+        raise fail(str(exc)) from None
+
+
+@superset_app.command("status")
+def status() -> None:
+    """Whether Superset runs and answers, and where."""
+    settings = settings_or_exit()
+    running = process.status(settings)
+    table = Table(title="Superset")
+    table.add_column("address")
+    table.add_column("state")
+    state = "[green]running[/]" if running else "[red]stopped[/]"
+    table.add_row(process.public_url(settings), state)
+    console.print(table)
+
+
+@superset_app.command("apply")
+def apply(
+    folder: DirOption = None,
+    force: Annotated[bool, typer.Option(help="Import unchanged members again.")] = False,
+) -> None:
+    """Provision every member (connection through its reader role, role, users,
+    dashboards) and the operator's view. Idempotent; updates changed templates."""
+    settings = settings_or_exit()
+    try:
+        specs = load_dir(folder or settings.tenants_dir)
+        templates = load()
+        provision.apply(settings, specs, log=_print, template_set=templates, force=force)
+    except (SpecError, TemplateError, ValueError, SupersetError) as exc:
+        raise fail(str(exc)) from None
+    except psycopg.OperationalError as exc:
+        raise fail(f"database unreachable: {exc}") from None
+
+
+@superset_app.command("password")
+def password(username: Annotated[str, typer.Argument(help="A user's e-mail address.")]) -> None:
+    """Give a Superset user a new random password, printed once."""
+    settings = settings_or_exit()
+    new = secrets.token_urlsafe(12)
+    try:
+        provision.set_password(settings, username.lower(), new)
+    except SupersetError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"new password for {username.lower()}: {new}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(superset_app, name="superset")

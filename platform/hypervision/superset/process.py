@@ -1,0 +1,339 @@
+"""Superset's web server as one of the platform's local services: start, stop, status.
+
+Superset lives in its own virtualenv (.venv-superset, infra/superset/install.sh) and is
+configured by infra/superset/superset_config.py from environment variables set here; the
+platform talks to it over HTTP only. A start:
+
+1. creates Superset's metadata database and its login role in the platform's PostgreSQL
+   (the role's password derives from HV_SECRET_KEY, like every platform role);
+2. prepares that database (infra/superset/bootstrap.py: schema migrations, built-in roles,
+   the admin account) when Superset's version, the admin password or the database changed
+   since the last start: a stamp under data_dir/superset says what was done;
+3. starts gunicorn as a daemon on superset_host:superset_port, then waits until
+   /health answers.
+
+Files: data_dir/superset/ (pid file, stamp, Superset's own home), data_dir/log/superset.log
+(gunicorn and Superset) and superset-access.log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from hypervision.db import connect_admin
+from hypervision.services import ServiceError
+from hypervision.settings import REPO_ROOT, Settings
+
+Log = Callable[[str], None]
+
+INFRA = REPO_ROOT / "infra" / "superset"
+CONFIG_FILE = INFRA / "superset_config.py"
+BOOTSTRAP = INFRA / "bootstrap.py"
+LOCK_FILE = INFRA / "requirements.lock"
+
+# Superset's app takes seconds to load in each worker; the first start also compiles.
+START_TIMEOUT = 180.0
+STOP_TIMEOUT = 60.0
+BOOTSTRAP_TIMEOUT = 600.0
+
+
+def _quiet(message: str) -> None:
+    """The default `log`: say nothing."""
+
+
+# Secrets and addresses ------------------------------------------------------------------
+
+
+def derive(settings: Settings, label: str) -> str:
+    """A secret derived from HV_SECRET_KEY for one Superset purpose (never stored)."""
+    key = settings.secret_key.get_secret_value().encode()
+    return hmac.new(key, f"superset:{label}".encode(), hashlib.sha256).hexdigest()
+
+
+def admin_password(settings: Settings) -> str:
+    if settings.superset_admin_password is not None:
+        return settings.superset_admin_password.get_secret_value()
+    return derive(settings, "admin-password")
+
+
+def url(settings: Settings) -> str:
+    """Where the platform reaches Superset (loopback)."""
+    return f"http://{settings.superset_host}:{settings.superset_port}"
+
+
+def public_url(settings: Settings) -> str:
+    """Where people open Superset."""
+    return (settings.superset_public_url or url(settings)).rstrip("/")
+
+
+def metadata_uri(settings: Settings) -> str:
+    """SQLAlchemy URI of Superset's metadata database (carries a password: never log it)."""
+    role = settings.superset_db_role
+    password = settings.role_password(role)  # hex digits: nothing to escape
+    return (f"postgresql+psycopg2://{role}:{password}@{settings.pg_host}:{settings.pg_port}"
+            f"/{settings.superset_database}")
+
+
+def _home(settings: Settings) -> Path:
+    return settings.data_dir.resolve() / "superset"
+
+
+def _pidfile(settings: Settings) -> Path:
+    return _home(settings) / "gunicorn.pid"
+
+
+def _stampfile(settings: Settings) -> Path:
+    return _home(settings) / "bootstrap.json"
+
+
+def log_file(settings: Settings) -> Path:
+    return settings.data_dir.resolve() / "log" / "superset.log"
+
+
+def _venv_bin(settings: Settings, program: str) -> Path:
+    return settings.superset_venv / "bin" / program
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """The Superset process's environment: the caller's, without the platform's own
+    variables (Superset needs none of them, least of all HV_SECRET_KEY), plus its config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HV_")}
+    env.update({
+        "SUPERSET_CONFIG_PATH": str(CONFIG_FILE),
+        "SUPERSET_HOME": str(_home(settings)),
+        "HV_SUPERSET_SECRET_KEY": derive(settings, "secret-key"),
+        "HV_SUPERSET_DATABASE_URI": metadata_uri(settings),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+# Metadata database ----------------------------------------------------------------------
+
+
+def ensure_metadata_database(settings: Settings, log: Log = _quiet) -> None:
+    """Create (or update the password of) Superset's role, and its database owned by it."""
+    role = settings.superset_db_role
+    name = settings.superset_database
+    with connect_admin(settings) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+            log(f"+ creating role {role}")
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(settings.role_password(role))))
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if found is None:
+            log(f"+ creating database {name}")
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(name), sql.Identifier(role)))
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+
+
+def _metadata_revision(settings: Settings) -> str | None:
+    """The metadata schema's Alembic revision, or None before the first bootstrap."""
+    conninfo = make_conninfo(settings.admin_conninfo(), dbname=settings.superset_database)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        try:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
+    return row[0] if row else None
+
+
+def _wanted_stamp(settings: Settings) -> dict[str, str]:
+    """What the bootstrap depends on: Superset's exact versions and the admin password."""
+    lock = LOCK_FILE.read_bytes() if LOCK_FILE.exists() else b""
+    return {
+        "versions": hashlib.sha256(lock).hexdigest()[:16],
+        "admin": derive(settings, "admin-stamp:" + admin_password(settings))[:16],
+    }
+
+
+def bootstrap(settings: Settings, log: Log = _quiet, force: bool = False) -> bool:
+    """Prepare the metadata database unless the stamp says it is ready; True if it ran."""
+    stampfile = _stampfile(settings)
+    wanted = _wanted_stamp(settings)
+    revision = _metadata_revision(settings)
+    try:
+        stamp = json.loads(stampfile.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stamp = {}
+    if not force and revision is not None and stamp == {**wanted, "revision": revision}:
+        return False
+    log("+ preparing Superset's metadata database (migrations, roles, admin account)")
+    env = environment(settings) | {"HV_SUPERSET_ADMIN_PASSWORD": admin_password(settings)}
+    logfile = log_file(settings)
+    with logfile.open("ab") as output:
+        result = subprocess.run(
+            [str(_venv_bin(settings, "python")), str(BOOTSTRAP)], env=env, cwd=_home(settings),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=output,
+            timeout=BOOTSTRAP_TIMEOUT, check=False,
+        )
+    if result.returncode != 0:
+        raise _failure("Superset's bootstrap failed", logfile)
+    revision = result.stdout.decode().strip().splitlines()[-1]
+    stampfile.write_text(json.dumps({**wanted, "revision": revision}), encoding="utf-8")
+    return True
+
+
+# The web server -------------------------------------------------------------------------
+
+
+def _process_running(pid: int) -> bool:
+    """True if `pid` is a live gunicorn process (a stale pid file may name another one)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    command = stat[stat.index("(") + 1 : stat.rindex(")")]
+    state = stat[stat.rindex(")") + 2 :][:1]
+    return command == "gunicorn" and state not in ("Z", "X")
+
+
+def pid(settings: Settings) -> int | None:
+    """The gunicorn master's pid if our Superset runs."""
+    try:
+        value = int(_pidfile(settings).read_text(encoding="utf-8").split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return value if _process_running(value) else None
+
+
+def answers(settings: Settings) -> bool:
+    try:
+        response = httpx.get(f"{url(settings)}/health", timeout=5)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def status(settings: Settings) -> bool:
+    """Whether our Superset runs and answers its health check."""
+    return pid(settings) is not None and answers(settings)
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _failure(message: str, logfile: Path) -> ServiceError:
+    tail = _tail(logfile)
+    return ServiceError(f"{message}; see {logfile}" + (f"\n{tail}" if tail else ""))
+
+
+def _require_installed(settings: Settings) -> None:
+    if not _venv_bin(settings, "gunicorn").exists():
+        raise ServiceError(
+            f"Superset is not installed in {settings.superset_venv}: run infra/superset/install.sh"
+        )
+
+
+def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def start(settings: Settings, log: Log = _quiet) -> None:
+    """Start Superset (idempotent) and wait until it answers. PostgreSQL must be running."""
+    address = f"{settings.superset_host}:{settings.superset_port}"
+    running = pid(settings)
+    if running is not None:
+        log(f"= Superset already running on {address}")
+        if not _wait(lambda: answers(settings), START_TIMEOUT):
+            raise _failure(f"Superset (pid {running}) does not answer on {address}",
+                           log_file(settings))
+        return
+    _require_installed(settings)
+    if not _port_is_free(settings.superset_host, settings.superset_port):
+        raise ServiceError(f"Superset: {address} is already in use by another process; stop it"
+                           " or choose another port (HV_SUPERSET_PORT)")
+    home = _home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    logfile = log_file(settings)
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_metadata_database(settings, log)
+    except psycopg.OperationalError as exc:
+        raise ServiceError(f"Superset needs PostgreSQL, which does not answer: {exc}") from exc
+    bootstrap(settings, log)
+    log(f"+ starting Superset on {address} (log: {logfile})")
+    pidfile = _pidfile(settings)
+    pidfile.unlink(missing_ok=True)
+    command = [
+        str(_venv_bin(settings, "gunicorn")),
+        "--bind", address,
+        "--workers", str(settings.superset_workers),
+        # Threads, not processes, for the parallel chart queries of one dashboard.
+        "--worker-class", "gthread", "--threads", "8",
+        "--timeout", "120", "--graceful-timeout", "30",
+        # Superset's documentation: its URLs (rison-encoded filters) can be long.
+        "--limit-request-line", "0", "--limit-request-field_size", "0",
+        "--pid", str(pidfile), "--daemon",
+        "--error-logfile", str(logfile),
+        "--access-logfile", str(logfile.with_name("superset-access.log")),
+        "--capture-output",
+        "superset.app:create_app()",
+    ]
+    with logfile.open("ab") as output:
+        result = subprocess.run(command, env=environment(settings), cwd=home,
+                                stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                timeout=60, check=False)
+    if result.returncode != 0:
+        raise _failure("gunicorn did not start", logfile)
+
+    def up() -> bool:
+        if answers(settings):
+            return True
+        if pidfile.exists() and pid(settings) is None:
+            raise _failure("Superset exited during start-up", logfile)
+        return False
+
+    if not _wait(up, START_TIMEOUT):
+        raise _failure(f"Superset did not answer within {START_TIMEOUT:.0f} s", logfile)
+
+
+def stop(settings: Settings, log: Log = _quiet) -> None:
+    """Stop Superset gracefully (SIGTERM to the gunicorn master) and wait until it exits."""
+    running = pid(settings)
+    if running is None:
+        log("= Superset is not running")
+        return
+    log(f"- stopping Superset (pid {running})")
+    try:
+        os.kill(running, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if not _wait(lambda: not _process_running(running), STOP_TIMEOUT, interval=0.2):
+        raise _failure(f"Superset (pid {running}) did not exit within {STOP_TIMEOUT:.0f} s",
+                       log_file(settings))
