@@ -222,10 +222,10 @@ def test_it_runs_every_part_of_the_platform(compose: dict[str, Any]) -> None:
     commands = {name: " ".join(s.get("command") or []) for name, s in
                 compose["services"].items()}
     assert commands["receiver"] == "hypervision receive"
-    assert commands["worker"] == "hypervision worker"
+    assert commands["worker"] == "hypervision worker --queues ingest"
     assert commands["beat"] == "hypervision beat"
     assert commands["api"] == "hypervision api"
-    assert "-Q jobs" in commands["jobs"]
+    assert commands["jobs"].startswith("hypervision worker --queues jobs")
 
 
 def test_every_image_is_pinned_to_an_exact_version(compose: dict[str, Any]) -> None:

@@ -25,13 +25,16 @@ def dedup_id(payload: bytes) -> str:
 
 
 def uplinks_by_member(admin: psycopg.Connection, ids: list[str]) -> dict[str, int]:
-    """How many of these deduplication ids each member schema holds."""
+    """How many of these deduplication ids each member schema holds (members holding
+    none are left out)."""
     counts = {}
     for slug, schema in admin.execute("SELECT slug, schema_name FROM hv.members").fetchall():
-        counts[slug] = admin.execute(
+        count = admin.execute(
             sql.SQL("SELECT count(*) FROM {}.uplinks WHERE deduplication_id = ANY(%s::uuid[])")
             .format(sql.Identifier(schema)), (ids,)
         ).fetchone()[0]
+        if count:
+            counts[slug] = count
     return counts
 
 

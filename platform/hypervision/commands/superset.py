@@ -31,11 +31,14 @@ def _print(message: str) -> None:
 
 
 @superset_app.command("start")
-def start() -> None:
+def start(
+    foreground: bool = typer.Option(
+        False, "--foreground", help="Run in the foreground (a container's main process)."),
+) -> None:
     """Start Superset (idempotent): metadata database, bootstrap when needed, web server."""
     settings = settings_or_exit()
     try:
-        process.start(settings, log=_print)
+        process.start(settings, log=_print, foreground=foreground)
     except ServiceError as exc:
         raise fail(str(exc)) from None
     _print(f"= Superset answers on {process.public_url(settings)}")

@@ -264,8 +264,11 @@ def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.5) 
     return True
 
 
-def start(settings: Settings, log: Log = _quiet) -> None:
-    """Start Superset (idempotent) and wait until it answers. PostgreSQL must be running."""
+def start(settings: Settings, log: Log = _quiet, foreground: bool = False) -> None:
+    """Start Superset (idempotent) and wait until it answers. PostgreSQL must be running.
+
+    With `foreground`, gunicorn replaces this process instead (a container's main
+    process), logging to standard output."""
     address = f"{settings.superset_host}:{settings.superset_port}"
     running = pid(settings)
     if running is not None:
@@ -299,12 +302,16 @@ def start(settings: Settings, log: Log = _quiet) -> None:
         "--timeout", "120", "--graceful-timeout", "30",
         # Superset's documentation: its URLs (rison-encoded filters) can be long.
         "--limit-request-line", "0", "--limit-request-field_size", "0",
-        "--pid", str(pidfile), "--daemon",
-        "--error-logfile", str(logfile),
-        "--access-logfile", str(logfile.with_name("superset-access.log")),
-        "--capture-output",
+        "--pid", str(pidfile),
+        *(["--error-logfile", "-", "--access-logfile", "-"] if foreground else [
+            "--daemon", "--error-logfile", str(logfile),
+            "--access-logfile", str(logfile.with_name("superset-access.log")),
+            "--capture-output"]),
         "superset.app:create_app()",
     ]
+    if foreground:
+        os.chdir(home)
+        os.execve(command[0], command, environment(settings))
     with logfile.open("ab") as output:
         result = subprocess.run(command, env=environment(settings), cwd=home,
                                 stdin=subprocess.DEVNULL, stdout=output, stderr=output,
