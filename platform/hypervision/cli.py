@@ -19,6 +19,7 @@ app = typer.Typer(
 def _register_all() -> None:
     from hypervision.commands import (
         accounts,
+        analytics,
         api,
         audit,
         backup,
@@ -37,7 +38,8 @@ def _register_all() -> None:
     )
 
     for group in (services, database, tenants, accounts, catalogue, codecs, chirpstack,
-                  pipeline, api, export, audit, usage, backup, public, superset, demo):
+                  pipeline, api, export, audit, usage, backup, public, superset, analytics,
+                  demo):
         group.register(app)
 
 

@@ -19,6 +19,8 @@ JOB_MODULES: list[str] = [
     "hypervision.jobs.downlinks",
     "hypervision.jobs.backup",
     "hypervision.jobs.retention",
+    "hypervision.jobs.rollups",
+    "hypervision.jobs.alerts",
 ]
 
 

@@ -1,0 +1,242 @@
+"""A member's analytics settings: occupancy calendars, water, waste, air and health
+thresholds, and its alert rules (see platform/hypervision/analytics/README.md).
+
+They are declared in `<analytics_dir>/<slug>.yaml` (default `tenants/analytics/`), a
+self-describing file (`version: v1`, `kind: analytics`, `name: <slug>`) validated strictly
+here; every field has a default, so a member without a file gets the defaults. Once the
+tenant spec carries these fields (`analytics:` and `alerts:` in tenants/<slug>.yaml), the
+refresh job reads them from the member's row in hv.members instead. The job copies the
+result into the member's own `analytics_settings` table, so views and the API (which read
+with the member's read-only role) see the same settings as the jobs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hypervision.alerts.rules import AlertRule
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SPAN = re.compile(r"^([0-2]\d):([0-5]\d)-([0-2]\d):([0-5]\d)$")
+
+
+class ConfigError(Exception):
+    """An analytics file is invalid; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+def _span(text: str) -> tuple[dt.time, dt.time]:
+    match = _SPAN.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a span such as '08:30-12:00'")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 24 or (h2 == 24 and m2) or (h1, m1) >= (h2, m2):
+        raise ValueError(f"{text!r}: the end must come after the start, within one day")
+    end = dt.time(23, 59, 59, 999999) if h2 == 24 else dt.time(h2, m2)
+    return dt.time(h1, m1), end
+
+
+class Calendar(_Strict):
+    """When a building is occupied: weekly opening spans in local time, minus closed days.
+
+    Default: Monday to Friday, 08:00-17:00, Europe/Paris. A school with Wednesday
+    afternoons off declares `week: {wed: ["08:30-12:00"], ...}`.
+    """
+
+    timezone: str = "Europe/Paris"
+    week: dict[Weekday, list[str]] = Field(
+        default_factory=lambda: {d: ["08:00-17:00"] for d in WEEKDAYS[:5]},
+        description="opening spans per weekday, 'HH:MM-HH:MM'; a day not listed is closed",
+    )
+    closed: list[dt.date] = Field(
+        default_factory=list, description="closed days (holidays), even if their weekday is open"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _zone(value)
+
+    @field_validator("week")
+    @classmethod
+    def _spans(cls, week: dict[Weekday, list[str]]) -> dict[Weekday, list[str]]:
+        for spans in week.values():
+            for text in spans:
+                _span(text)
+        return week
+
+    def occupied(
+        self, start: dt.datetime, end: dt.datetime
+    ) -> list[tuple[dt.datetime, dt.datetime]]:
+        """The occupied intervals within [start, end), as UTC-aware datetimes, in order.
+
+        Spans are local wall-clock times: a span on a daylight-saving change day is cut
+        by the clocks like everything else in the building.
+        """
+        zone = ZoneInfo(self.timezone)
+        closed = set(self.closed)
+        day = start.astimezone(zone).date() - dt.timedelta(days=1)
+        last = end.astimezone(zone).date()
+        out: list[tuple[dt.datetime, dt.datetime]] = []
+        while day <= last:
+            if day not in closed:
+                for text in self.week.get(WEEKDAYS[day.weekday()], []):
+                    t1, t2 = _span(text)
+                    a = dt.datetime.combine(day, t1, zone).astimezone(dt.UTC)
+                    b = dt.datetime.combine(day, t2, zone).astimezone(dt.UTC)
+                    a, b = max(a, start), min(b, end)
+                    if a < b:
+                        out.append((a, b))
+            day += dt.timedelta(days=1)
+        out.sort()
+        return out
+
+
+class WaterSettings(_Strict):
+    """Water meters: night window for leaks, meter swaps, abnormal days."""
+
+    night_start: dt.time = Field(default=dt.time(1, 0), description="local time, included")
+    night_end: dt.time = Field(default=dt.time(5, 0), description="local time, excluded")
+    leak_nights: int = Field(default=3, ge=1, description="nights in a row without zero flow")
+    replacement_max_l: float = Field(
+        default=100.0, ge=0,
+        description="an index that falls to at most this many litres is a new meter",
+    )
+    abnormal_history_days: int = Field(default=28, ge=7)
+    abnormal_min_days: int = Field(default=14, ge=3)
+    abnormal_sigmas: float = Field(default=3.0, gt=0)
+
+
+class WasteSettings(_Strict):
+    """Waste containers: when to empty, what a collection looks like, collection rounds."""
+
+    empty_above_pct: float = Field(default=80.0, gt=0, le=100)
+    full_pct: float = Field(default=100.0, gt=0, le=100)
+    collection_drop_pct: float = Field(
+        default=30.0, gt=0, le=100, description="a fall of at least this many points"
+    )
+    round_days: list[Weekday] = Field(
+        default_factory=lambda: list(WEEKDAYS[:5]), description="weekdays with a round"
+    )
+    rate_days: int = Field(default=7, ge=1, description="readings used for the fill rate")
+
+
+class AirSettings(_Strict):
+    """Indoor air: CO2 thresholds and occupancy calendars per building."""
+
+    low_ppm: float = Field(default=800.0, gt=0)
+    high_ppm: float = Field(default=1500.0, gt=0)
+    calendar: Calendar = Field(default_factory=Calendar)
+    buildings: dict[str, Calendar] = Field(
+        default_factory=dict, description="calendar per building (location.building)"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AirSettings:
+        if self.low_ppm >= self.high_ppm:
+            raise ValueError("low_ppm must be below high_ppm")
+        return self
+
+    def calendar_of(self, building: str | None) -> Calendar:
+        return self.buildings.get(building or "", self.calendar)
+
+
+class HealthSettings(_Strict):
+    """Device and network health thresholds."""
+
+    battery_low_pct: float = Field(default=20.0, ge=0, le=100)
+    silent_factor: float = Field(
+        default=3.0, gt=1, description="silent after this many usual intervals without uplink"
+    )
+    gateway_silent_minutes: int = Field(default=60, ge=1)
+    window_days: int = Field(default=7, ge=1, description="window of loss rates and trends")
+
+
+class MemberAnalytics(_Strict):
+    """Everything analytics and alerts need to know about one member."""
+
+    version: Literal["v1"] = "v1"
+    kind: Literal["analytics"] = "analytics"
+    name: str = Field(default="", description="the member's slug")
+    timezone: str = Field(default="Europe/Paris", description="zone of days and months")
+    water: WaterSettings = Field(default_factory=WaterSettings)
+    waste: WasteSettings = Field(default_factory=WasteSettings)
+    air: AirSettings = Field(default_factory=AirSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    alerts: list[AlertRule] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _zone(value)
+
+    @field_validator("alerts")
+    @classmethod
+    def _unique_rules(cls, rules: list[AlertRule]) -> list[AlertRule]:
+        names = [r.name for r in rules]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"rule names must be unique: {', '.join(twice)}")
+        return rules
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def _describe(error: ValidationError) -> Iterator[str]:
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(file)"
+        yield f"  {where}: {item['msg']}"
+
+
+def parse(raw: Any, where: str) -> MemberAnalytics:
+    try:
+        return MemberAnalytics.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = "\n".join(_describe(exc))
+        raise ConfigError(f"{where}: invalid analytics settings\n{problems}") from None
+
+
+def load_file(path: Path) -> MemberAnalytics:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    config = parse(raw, str(path))
+    if config.name and config.name != path.stem:
+        raise ConfigError(f"{path}: name '{config.name}' must match the file name")
+    return config
+
+
+def for_member(folder: Path, slug: str, spec: dict[str, Any] | None = None) -> MemberAnalytics:
+    """The member's settings: from its tenant spec when it declares them, else from
+    `<folder>/<slug>.yaml`, else the defaults."""
+    if spec and ("analytics" in spec or "alerts" in spec):
+        body = dict(spec.get("analytics") or {})
+        body["alerts"] = spec.get("alerts") or []
+        return parse({**body, "name": slug}, f"tenants/{slug}.yaml")
+    path = folder / f"{slug}.yaml"
+    if path.exists():
+        return load_file(path)
+    return MemberAnalytics(name=slug)

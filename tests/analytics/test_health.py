@@ -1,0 +1,99 @@
+"""Device and network health: a silent device, a loss rate from frame counters (with a
+rejoin and a repeat), an RSSI/SNR trend, a low battery, a gateway that stopped hearing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from hypervision.analytics import health
+from hypervision.analytics.config import HealthSettings
+from hypervision.settings import Settings
+from tests.analytics.helpers import SCHEMA, put, refresh
+
+pytestmark = pytest.mark.services
+
+MUTE, CHATTY, BATTERY = "c6c6c6c6c6c60011", "c6c6c6c6c6c60012", "c6c6c6c6c6c60015"
+
+
+def _uplink(admin: psycopg.Connection[Any], dev_eui: str, time: dt.datetime, f_cnt: int,
+            rssi: int = -100, snr: float = 5.0, gateways: tuple[str, ...] = ("gw-a",)) -> None:
+    admin.execute(
+        f"INSERT INTO {SCHEMA}.uplinks (time, received_at, dev_eui, deduplication_id, f_cnt,"
+        " f_port, data, rssi, snr, gateway_count, gateways, event)"
+        " VALUES (%s, %s, %s, %s, %s, 85, '\\x01', %s, %s, %s, %s, %s)",
+        (time, time, dev_eui, uuid.uuid4(), f_cnt, rssi, snr, len(gateways), list(gateways),
+         json.dumps({"fCnt": f_cnt})),
+    )
+
+
+def _seen(admin: psycopg.Connection[Any], dev_eui: str, last_seen: dt.datetime) -> None:
+    admin.execute(
+        f"INSERT INTO {SCHEMA}.device_state (dev_eui, last_seen, uplinks_seen) VALUES (%s, %s, 1)",
+        (dev_eui, last_seen))
+
+
+def test_silence_loss_rate_radio_trend_and_battery(
+    member_db: psycopg.Connection[Any], asettings: Settings
+) -> None:
+    admin = member_db
+    refresh(admin, asettings)  # copies the member's devices into its schema
+    now = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)
+    # Usual interval 600 s, silent after 3 x 600 = 30 min: two hours is silent.
+    _seen(admin, MUTE, now - dt.timedelta(hours=2))
+    _seen(admin, CHATTY, now - dt.timedelta(minutes=5))
+    _seen(admin, BATTERY, now - dt.timedelta(minutes=1))
+    # Counters 1 2 3 5 6 10, a rejoin (1 2), then 2 again (a repeat): sent 1+1+1+2+1+4 in
+    # the first session and 2 in the second, 12; received 8 distinct; lost 4/12 = 1/3.
+    # Every 12 hours, RSSI falls by 1 dB and SNR by 0.25 dB: -2 dB and -0.5 dB a day.
+    for i, f_cnt in enumerate((1, 2, 3, 5, 6, 10, 1, 2, 2)):
+        _uplink(admin, CHATTY, now - dt.timedelta(hours=12 * (8 - i)), f_cnt, -90 - i,
+                10 - 0.25 * i)
+    put(admin, BATTERY, "battery.level", [(now - dt.timedelta(hours=1), 15.0)])
+
+    found = {d.dev_eui: d for d in health.devices(admin, SCHEMA, now, HealthSettings())}
+    assert found[MUTE].silent and not found[CHATTY].silent and not found[BATTERY].silent
+    chatty = found[CHATTY]
+    assert (chatty.uplinks, chatty.expected_uplinks) == (8, 12)
+    assert round(chatty.loss_rate, 6) == round(1 / 3, 6)
+    assert round(chatty.rssi_slope_per_day, 6) == -2.0
+    assert round(chatty.snr_slope_per_day, 6) == -0.5
+    assert round(chatty.rssi_avg, 6) == -94.0
+    assert (found[BATTERY].battery_pct, found[BATTERY].battery_low) == (15.0, True)
+    assert found[CHATTY].battery_low is False
+    silent = health.silent_devices(admin, SCHEMA, now, HealthSettings())
+    assert [d.dev_eui for d in silent if d.last_seen is not None] == [MUTE]
+    # Never heard at all: silent too.
+    never = [d.dev_eui for d in found.values() if d.last_seen is None]
+    assert never and {d.dev_eui for d in silent} == {MUTE, *never}
+
+    refresh(admin, asettings)
+    view = dict(admin.execute(
+        f"SELECT dispositif, batterie_faible FROM {SCHEMA}.v_sante_dispositifs"
+        " WHERE dispositif = ANY(%s)", ([MUTE, BATTERY],)).fetchall())
+    assert view == {MUTE: False, BATTERY: True}
+
+
+def test_a_gateway_that_stopped_hearing_is_reported(
+    member_db: psycopg.Connection[Any], asettings: Settings
+) -> None:
+    admin = member_db
+    now = admin.execute("SELECT now()").fetchone()[0]
+    _uplink(admin, CHATTY, now - dt.timedelta(hours=3), 1, gateways=("gw-a", "gw-b"))
+    _uplink(admin, CHATTY, now - dt.timedelta(hours=2), 2, gateways=("gw-a", "gw-b"))
+    _uplink(admin, CHATTY, now - dt.timedelta(minutes=5), 3, gateways=("gw-b",))
+    refresh(admin, asettings)
+
+    found = {g.gateway_id: g for g in health.gateways(admin, SCHEMA, now, HealthSettings())}
+    assert found["gw-a"].silent and found["gw-a"].last_heard == now - dt.timedelta(hours=2)
+    assert not found["gw-b"].silent
+    assert found["gw-b"].last_heard == now - dt.timedelta(minutes=5)
+    assert (found["gw-a"].uplinks_24h, found["gw-b"].uplinks_24h) == (2, 3)
+    muted = dict(admin.execute(f"SELECT passerelle, muette FROM {SCHEMA}.v_sante_passerelles"
+                               ).fetchall())
+    assert muted == {"gw-a": True, "gw-b": False}
