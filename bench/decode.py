@@ -1,6 +1,6 @@
 """Decode cost per uplink: built-in decoders, the full catalogue path, and a JS codec.
 
-Run: `.venv/bin/python bench/decode.py [--uplinks N] [--batch B]`. Prints a table and
+Run: `.venv/bin/python -m bench.decode [--uplinks N] [--batch B]`. Prints a table and
 writes bench/results/decode.json. The JS codec is measured through the sandbox the
 workers use (one call per batch vs one call per uplink), and directly in V8 in this
 process, to separate V8's own cost from the sandbox's pipe. See ingest/decode/README.md.
