@@ -98,8 +98,16 @@ def dashboards_folder(settings: Settings, slug: str) -> Iterator[tuple[str, Path
                 yield path.relative_to(root).as_posix(), path
 
 
+def dashboard_templates(settings: Settings, slug: str) -> Iterator[tuple[str, Path]]:
+    """The templates every member's Superset dashboards are built from (dashboards/*.yaml:
+    datasets, charts, layouts, in YAML), so the archive says what the dashboards showed."""
+    root = REPO_ROOT / "dashboards"
+    for path in sorted(root.glob("*.yaml")):
+        yield f"templates/{path.name}", path
+
+
 # Where dashboards come from: add a source (e.g. a live Superset export) to this list.
-DASHBOARD_SOURCES: list[DashboardSource] = [dashboards_folder]
+DASHBOARD_SOURCES: list[DashboardSource] = [dashboards_folder, dashboard_templates]
 
 
 # The member's declaration ---------------------------------------------------------------

@@ -87,6 +87,8 @@ def test_a_member_archive_round_trips_into_a_fresh_database_under_another_slug(
     assert {"manifest.json", "tenant.yaml", "uplinks.jsonl", "data/uplinks.parquet",
             "data/measurements.parquet", "data/device_events.parquet", "audit.jsonl",
             "devices.jsonl"} <= names
+    # What the member's dashboards are made of, in YAML.
+    assert {"dashboards/templates/water.yaml", "dashboards/templates/datasets.yaml"} <= names
     assert hashlib.sha256(manifest_bytes).hexdigest() == result.fingerprint
     manifest = json.loads(manifest_bytes)
     assert manifest["member"] == member.name and manifest["format_version"] == 1
