@@ -571,6 +571,18 @@ def _restore_devices(conn: psycopg.Connection, folder: Path, slug: str) -> int:
                  Jsonb(d.get("spec") or {})),
             )
             count += cur.rowcount
+    # The public ids come back too, so the QR labels stuck on the devices still lead to
+    # their pages (unless this instance already gave the id to another device).
+    with (folder / "devices.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            if d.get("public_id"):
+                conn.execute(
+                    "UPDATE hv.devices SET public_id = %(pid)s"
+                    " WHERE dev_eui = %(eui)s AND member_slug = %(slug)s"
+                    " AND NOT EXISTS (SELECT 1 FROM hv.devices WHERE public_id = %(pid)s)",
+                    {"pid": d["public_id"], "eui": d["dev_eui"], "slug": slug},
+                )
     return count
 
 

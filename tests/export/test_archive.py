@@ -107,6 +107,10 @@ def test_a_member_archive_round_trips_into_a_fresh_database_under_another_slug(
             assert table_digest(conn, f"tenant_{new}", table) == source, table
         restored = archive.load_member(conn, new)
         assert restored.model_dump(exclude={"name"}) == member.model_dump(exclude={"name"})
+        # The QR labels on the devices still lead to their pages.
+        public_ids = "SELECT dev_eui, public_id FROM hv.devices WHERE member_slug = %s"
+        assert dict(conn.execute(public_ids, (new,)).fetchall()) == dict(
+            admin.execute(public_ids, (member.name,)).fetchall())
 
         again = archive.import_member(conn, fresh_db, result.archive, as_slug=new)
         assert set(again.inserted.values()) == {0}
