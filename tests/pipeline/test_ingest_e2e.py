@@ -106,17 +106,20 @@ def test_events_published_while_the_receiver_is_down_arrive_when_it_returns(
 def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(
     platform_db: Any, admin: psycopg.Connection, receiver: Any, simulator: Any
 ) -> None:
-    events = uplinks(simulator, per_device=400)  # 2,400 uplinks, 12 batches
+    events = uplinks(simulator, per_device=1000)  # 6,000 uplinks, 30 batches
     ids = [dedup_id(p) for _, p in events]
     worker = Worker(platform_db, concurrency=1).start()
     publish(platform_db, events)
-    wait_for(lambda: stored_count(admin, ids) > 0, what="the worker to start storing")
+    # Killed as soon as its first batches are stored: a fast machine must not let it
+    # finish first.
+    wait_for(lambda: stored_count(admin, ids) > 0, interval=0.02,
+             what="the worker to start storing")
     worker.kill()
     partial = stored_count(admin, ids)
     assert partial < len(ids), "the worker finished before it could be killed"
     replacement = Worker(platform_db).start()
     try:
-        wait_for(lambda: stored_count(admin, ids) == len(ids), timeout=120,
+        wait_for(lambda: stored_count(admin, ids) == len(ids), timeout=300,
                  what="redelivered batches stored")
         time.sleep(2)  # a late redelivery must not add anything either
         assert stored_count(admin, ids) == len(ids)
