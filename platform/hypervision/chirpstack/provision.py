@@ -484,18 +484,9 @@ class _MemberPlanner:
                 def record(ctx: Context, name: str = name, app_id: str = app_id) -> None:
                     ctx.record_application(slug, name, app_id)
 
-            changed = differences(current, desired, APPLICATION_FIELDS)
-            if changed:
-                update = merged(current, desired, APPLICATION_FIELDS)
-
-                def apply_update(ctx: Context, update: Message = update) -> None:
-                    ctx.client.call("ApplicationService", "Update",
-                                    api.UpdateApplicationRequest(application=update))
-
-                self.plan.add("~", f"{slug}: application '{name}' ({', '.join(changed)})",
-                              apply_update, record)
-            else:
-                self.plan.add("=", f"{slug}: application '{name}'", record)
+            self._update_step(f"{slug}: application '{name}'", current, desired,
+                              APPLICATION_FIELDS, "ApplicationService",
+                              lambda m: api.UpdateApplicationRequest(application=m), record)
         for name, app_id in sorted(recorded.items()):
             if name not in names and app_id in existing:
                 def delete(ctx: Context, name: str = name, app_id: str = app_id) -> None:
@@ -508,6 +499,23 @@ class _MemberPlanner:
         # Applications of the member that exist in ChirpStack, for looking for strays.
         return [i for i in existing if i in self.plan.ids.applications.values()
                 or i in recorded.values()]
+
+    def _update_step(self, label: str, current: Message, desired: Message, fields: Any,
+                     service: str, request: Callable[[Message], Message],
+                     record: Callable[[Context], None] | None) -> None:
+        """Plan `~` (an Update call with the changed fields merged into the current
+        object) when the object drifted from the files, else `=`; either way `record`
+        (when given) stores its id in the catalogue."""
+        changed = differences(current, desired, fields)
+        if not changed:
+            self.plan.add("=", label, record)
+            return
+        update = merged(current, desired, fields)
+
+        def apply_update(ctx: Context) -> None:
+            ctx.client.call(service, "Update", request(update))
+
+        self.plan.add("~", f"{label} ({', '.join(changed)})", apply_update, record)
 
     # 3. device profiles
     def _profiles(self) -> None:
@@ -546,18 +554,9 @@ class _MemberPlanner:
                            profile_id: str = profile_id) -> None:
                     ctx.record_profile(slug, model_id, profile_id)
 
-            changed = differences(current, desired, PROFILE_FIELDS)
-            if changed:
-                update = merged(current, desired, PROFILE_FIELDS)
-
-                def apply_update(ctx: Context, update: Message = update) -> None:
-                    ctx.client.call("DeviceProfileService", "Update",
-                                    api.UpdateDeviceProfileRequest(device_profile=update))
-
-                self.plan.add("~", f"{slug}: device profile '{model_id}' ({', '.join(changed)})",
-                              apply_update, record)
-            else:
-                self.plan.add("=", f"{slug}: device profile '{model_id}'", record)
+            self._update_step(f"{slug}: device profile '{model_id}'", current, desired,
+                              PROFILE_FIELDS, "DeviceProfileService",
+                              lambda m: api.UpdateDeviceProfileRequest(device_profile=m), record)
         for model_id, profile_id in sorted(recorded.items()):
             if model_id not in models and profile_id in existing:
                 def delete(ctx: Context, model_id: str = model_id,
