@@ -7,8 +7,9 @@ A batch, whatever members it spans, is written in one transaction:
    ... ON CONFLICT DO NOTHING on (deduplicationId, time), skipping a frame already stored
    under another id with the same DevEUI, fCnt and bytes within the guard window (replays
    of devices without frame-counter checks); RETURNING tells which uplinks are new;
-3. insert the measurements of the new uplinks only, update device state, and insert
-   device events (join, ack, txack, log, status) ON CONFLICT on their digest.
+3. in the same statement, insert the measurements of the new uplinks only and update
+   their devices' state; then insert device events (join, ack, txack, log, status)
+   ON CONFLICT on their digest.
 The staging tables empty themselves at commit: a redelivered batch changes nothing.
 """
 
@@ -119,46 +120,30 @@ def write_member(conn: psycopg.Connection, batch: MemberBatch, guard_window_s: i
         cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(batch.writer_role)))
         stored: set[uuid.UUID] = set()
         if batch.uplinks:
-            cur.execute(
-                sql.SQL(
-                    """
-                    INSERT INTO {s}.uplinks ({cols})
-                    SELECT {st_cols} FROM stage_uplinks st
-                    WHERE st.member_slug = %(member)s AND NOT EXISTS (
-                        SELECT 1 FROM {s}.uplinks u
-                        WHERE u.dev_eui = st.dev_eui
-                          AND u.time BETWEEN st.time - make_interval(secs => %(w)s)
-                                         AND st.time + make_interval(secs => %(w)s)
-                          AND u.f_cnt = st.f_cnt AND u.data = st.data
-                          AND u.deduplication_id <> st.deduplication_id)
-                    ON CONFLICT DO NOTHING
-                    RETURNING deduplication_id
-                    """
-                ).format(s=s, cols=_columns(UPLINK_COLUMNS),
-                         st_cols=_columns(UPLINK_COLUMNS, "st")),
-                member,
-            )
-            stored = {row[0] for row in cur.fetchall()}
-        if stored and batch.measurements:
-            cur.execute(
-                sql.SQL(
-                    """
-                    INSERT INTO {s}.measurements ({cols})
-                    SELECT {m_cols} FROM stage_measurements m
-                    WHERE m.member_slug = %(member)s AND m.deduplication_id = ANY(%(ids)s)
-                    ON CONFLICT DO NOTHING
-                    """
-                ).format(s=s, cols=_columns(MEASUREMENT_COLUMNS),
-                         m_cols=_columns(MEASUREMENT_COLUMNS, "m")),
-                {**member, "ids": list(stored)},
-            )
-        if stored:
+            # One statement: the new uplinks, then their measurements and the state of
+            # their devices, joined on what the uplinks insert returned.
             cur.execute(
                 sql.SQL(
                     """
                     WITH new AS (
-                        SELECT * FROM stage_uplinks
-                        WHERE member_slug = %(member)s AND deduplication_id = ANY(%(ids)s)
+                        INSERT INTO {s}.uplinks ({cols})
+                        SELECT {st_cols} FROM stage_uplinks st
+                        WHERE st.member_slug = %(member)s AND NOT EXISTS (
+                            SELECT 1 FROM {s}.uplinks u
+                            WHERE u.dev_eui = st.dev_eui
+                              AND u.time BETWEEN st.time - make_interval(secs => %(w)s)
+                                             AND st.time + make_interval(secs => %(w)s)
+                              AND u.f_cnt = st.f_cnt AND u.data = st.data
+                              AND u.deduplication_id <> st.deduplication_id)
+                        ON CONFLICT DO NOTHING
+                        RETURNING deduplication_id, dev_eui, time, f_cnt, rssi, snr, dr,
+                                  decode_error, decode_notes
+                    ), measured AS (
+                        INSERT INTO {s}.measurements ({m_cols})
+                        SELECT {sm_cols} FROM stage_measurements m
+                        JOIN new USING (deduplication_id)
+                        WHERE m.member_slug = %(member)s
+                        ON CONFLICT DO NOTHING
                     ), agg AS (
                         SELECT dev_eui, count(*) AS n,
                                count(*) FILTER (WHERE decode_error IS NOT NULL) AS errors,
@@ -167,43 +152,51 @@ def write_member(conn: psycopg.Connection, batch: MemberBatch, guard_window_s: i
                                    FILTER (WHERE decode_error IS NOT NULL))[1] AS last_error,
                                max(time) FILTER (WHERE decode_error IS NOT NULL) AS error_at
                         FROM new GROUP BY dev_eui
+                    ), state AS (
+                        INSERT INTO {s}.device_state AS d
+                            (dev_eui, last_seen, last_f_cnt, last_rssi, last_snr, last_dr,
+                             uplinks_seen, decode_errors, decode_warnings, last_decode_error,
+                             last_decode_error_at, updated_at)
+                        SELECT DISTINCT ON (l.dev_eui) l.dev_eui, l.time, l.f_cnt, l.rssi,
+                               l.snr, l.dr, a.n, a.errors, a.warned, a.last_error, a.error_at,
+                               now()
+                        FROM new l JOIN agg a USING (dev_eui)
+                        ORDER BY l.dev_eui, l.time DESC
+                        ON CONFLICT (dev_eui) DO UPDATE SET
+                            uplinks_seen = d.uplinks_seen + EXCLUDED.uplinks_seen,
+                            decode_errors = d.decode_errors + EXCLUDED.decode_errors,
+                            decode_warnings = d.decode_warnings + EXCLUDED.decode_warnings,
+                            last_decode_error = CASE
+                                WHEN EXCLUDED.last_decode_error_at IS NOT NULL
+                                AND (d.last_decode_error_at IS NULL
+                                     OR EXCLUDED.last_decode_error_at >= d.last_decode_error_at)
+                                THEN EXCLUDED.last_decode_error ELSE d.last_decode_error END,
+                            last_decode_error_at = GREATEST(d.last_decode_error_at,
+                                                            EXCLUDED.last_decode_error_at),
+                            updated_at = now(),
+                            last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
+                            last_f_cnt = CASE WHEN d.last_seen IS NULL
+                                OR EXCLUDED.last_seen >= d.last_seen
+                                THEN EXCLUDED.last_f_cnt ELSE d.last_f_cnt END,
+                            last_rssi = CASE WHEN d.last_seen IS NULL
+                                OR EXCLUDED.last_seen >= d.last_seen
+                                THEN EXCLUDED.last_rssi ELSE d.last_rssi END,
+                            last_snr = CASE WHEN d.last_seen IS NULL
+                                OR EXCLUDED.last_seen >= d.last_seen
+                                THEN EXCLUDED.last_snr ELSE d.last_snr END,
+                            last_dr = CASE WHEN d.last_seen IS NULL
+                                OR EXCLUDED.last_seen >= d.last_seen
+                                THEN EXCLUDED.last_dr ELSE d.last_dr END
                     )
-                    INSERT INTO {s}.device_state AS d
-                        (dev_eui, last_seen, last_f_cnt, last_rssi, last_snr, last_dr,
-                         uplinks_seen, decode_errors, decode_warnings, last_decode_error,
-                         last_decode_error_at, updated_at)
-                    SELECT DISTINCT ON (l.dev_eui) l.dev_eui, l.time, l.f_cnt, l.rssi, l.snr,
-                           l.dr, a.n, a.errors, a.warned, a.last_error, a.error_at, now()
-                    FROM new l JOIN agg a USING (dev_eui)
-                    ORDER BY l.dev_eui, l.time DESC
-                    ON CONFLICT (dev_eui) DO UPDATE SET
-                        uplinks_seen = d.uplinks_seen + EXCLUDED.uplinks_seen,
-                        decode_errors = d.decode_errors + EXCLUDED.decode_errors,
-                        decode_warnings = d.decode_warnings + EXCLUDED.decode_warnings,
-                        last_decode_error = CASE WHEN EXCLUDED.last_decode_error_at IS NOT NULL
-                            AND (d.last_decode_error_at IS NULL
-                                 OR EXCLUDED.last_decode_error_at >= d.last_decode_error_at)
-                            THEN EXCLUDED.last_decode_error ELSE d.last_decode_error END,
-                        last_decode_error_at = GREATEST(d.last_decode_error_at,
-                                                        EXCLUDED.last_decode_error_at),
-                        updated_at = now(),
-                        last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
-                        last_f_cnt = CASE WHEN d.last_seen IS NULL
-                            OR EXCLUDED.last_seen >= d.last_seen
-                            THEN EXCLUDED.last_f_cnt ELSE d.last_f_cnt END,
-                        last_rssi = CASE WHEN d.last_seen IS NULL
-                            OR EXCLUDED.last_seen >= d.last_seen
-                            THEN EXCLUDED.last_rssi ELSE d.last_rssi END,
-                        last_snr = CASE WHEN d.last_seen IS NULL
-                            OR EXCLUDED.last_seen >= d.last_seen
-                            THEN EXCLUDED.last_snr ELSE d.last_snr END,
-                        last_dr = CASE WHEN d.last_seen IS NULL
-                            OR EXCLUDED.last_seen >= d.last_seen
-                            THEN EXCLUDED.last_dr ELSE d.last_dr END
+                    SELECT deduplication_id FROM new
                     """
-                ).format(s=s),
-                {**member, "ids": list(stored)},
+                ).format(s=s, cols=_columns(UPLINK_COLUMNS),
+                         st_cols=_columns(UPLINK_COLUMNS, "st"),
+                         m_cols=_columns(MEASUREMENT_COLUMNS),
+                         sm_cols=_columns(MEASUREMENT_COLUMNS, "m")),
+                member,
             )
+            stored = {row[0] for row in cur.fetchall()}
 
         digests: set[bytes] = set()
         if batch.events:

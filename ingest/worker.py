@@ -39,6 +39,9 @@ def make_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         task_queues=(Queue(INGEST_QUEUE), Queue(JOBS_QUEUE)),
         task_default_queue=INGEST_QUEUE,
+        # The periodic jobs go to their own queue, so a backlog of batches never delays
+        # them (and a long job never holds a batch back).
+        task_routes={"hypervision.jobs.*": {"queue": JOBS_QUEUE}},
         task_create_missing_queues=False,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

@@ -316,6 +316,16 @@ def _pg_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _shared_buffers(settings: Settings) -> str:
+    """HV_PG_SHARED_BUFFERS, else a quarter of the machine's memory within [128MB, 8GB]:
+    PostgreSQL's 128MB default makes ingestion cost grow as soon as the indexes of the
+    current chunks outgrow it (bench/README.md)."""
+    if settings.pg_shared_buffers:
+        return settings.pg_shared_buffers
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return f"{min(max(memory_mb // 4, 128), 8192)}MB"
+
+
 def _postgres_conf(settings: Settings) -> str:
     """hypervision.conf, included at the end of postgresql.conf."""
     return f"""\
@@ -331,6 +341,15 @@ shared_preload_libraries = 'timescaledb'
 timescaledb.telemetry_level = off
 # Only Apache-2 TimescaleDB features are used (see the brief's non-negotiables).
 timescaledb.license = 'apache'
+
+# Memory and WAL for a steady stream of batched writes (HV_PG_SHARED_BUFFERS,
+# HV_PG_MAX_WAL_SIZE): checkpoints far apart, full-page images compressed.
+shared_buffers = {_shared_buffers(settings)}
+max_wal_size = {settings.pg_max_wal_size}
+checkpoint_timeout = '15min'
+checkpoint_completion_target = 0.9
+wal_compression = lz4
+default_toast_compression = lz4
 
 # pg_ctl sends the server's stderr to data_dir/log/postgres.log (its -l option).
 logging_collector = off

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     pg_database: str = "hypervision"
     pg_superuser: str = "hv_admin"
     pg_bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
+    # Memory and WAL of the local cluster. Empty shared_buffers: a quarter of the
+    # machine's memory, between 128MB and 8GB. A larger max_wal_size spaces checkpoints
+    # out, so fewer full-page images are written under a steady ingest load.
+    pg_shared_buffers: str | None = Field(default=None, pattern=r"^[0-9]+(kB|MB|GB)$")
+    pg_max_wal_size: str = Field(default="4GB", pattern=r"^[0-9]+(MB|GB)$")
     # Set to use an external PostgreSQL instead of the local cluster (migrations, tenancy).
     admin_database_url: SecretStr | None = None
     ingest_role: str = "hv_ingest"

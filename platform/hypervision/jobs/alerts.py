@@ -14,14 +14,13 @@ import logging
 from hypervision.alerts import lifecycle, notify
 from hypervision.analytics import members
 from hypervision.db import connect_admin
-from hypervision.jobs import JOBS_QUEUE
 from hypervision.settings import get_settings
 from ingest.worker import app
 
 logger = logging.getLogger(__name__)
 
 
-@app.task(name="hypervision.jobs.alerts.evaluate_all", queue=JOBS_QUEUE, acks_late=False,
+@app.task(name="hypervision.jobs.alerts.evaluate_all", acks_late=False,
           ignore_result=True)
 def evaluate_all() -> dict[str, int]:
     """Evaluate rules and deliver notifications; returns alerts opened per member."""

@@ -17,14 +17,13 @@ import logging
 from celery.schedules import crontab
 
 from hypervision import backup
-from hypervision.jobs import JOBS_QUEUE
 from hypervision.settings import get_settings
 from ingest.worker import app
 
 logger = logging.getLogger(__name__)
 
 
-@app.task(name="hypervision.jobs.backup.nightly_backup", queue=JOBS_QUEUE, acks_late=False)
+@app.task(name="hypervision.jobs.backup.nightly_backup", acks_late=False)
 def nightly_backup() -> str:
     """Write a full archive, then delete the archives the rotation no longer keeps."""
     settings = get_settings()

@@ -13,14 +13,13 @@ import logging
 
 from hypervision.chirpstack import downlinks
 from hypervision.db import connect_admin
-from hypervision.jobs import JOBS_QUEUE
 from hypervision.settings import get_settings
 from ingest.worker import app
 
 logger = logging.getLogger(__name__)
 
 
-@app.task(name="hypervision.jobs.downlinks.track_downlinks", queue=JOBS_QUEUE,
+@app.task(name="hypervision.jobs.downlinks.track_downlinks",
           acks_late=False, ignore_result=True)
 def track_downlinks() -> dict[str, int]:
     """Run `track` for every member; log how many downlinks changed state."""

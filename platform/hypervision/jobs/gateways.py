@@ -14,14 +14,13 @@ import logging
 from hypervision.chirpstack import gateways
 from hypervision.chirpstack.client import ChirpStack
 from hypervision.db import connect_admin
-from hypervision.jobs import JOBS_QUEUE
 from hypervision.settings import get_settings
 from ingest.worker import app
 
 logger = logging.getLogger(__name__)
 
 
-@app.task(name="hypervision.jobs.gateways.sync_gateways", queue=JOBS_QUEUE, acks_late=False,
+@app.task(name="hypervision.jobs.gateways.sync_gateways", acks_late=False,
           ignore_result=True)
 def sync_gateways() -> dict[str, int] | None:
     """Copy GatewayService.List into the catalogue; log new gateways and state changes."""

@@ -17,7 +17,6 @@ from celery.schedules import crontab
 
 from hypervision import retention
 from hypervision.db import connect_admin
-from hypervision.jobs import JOBS_QUEUE
 from hypervision.settings import get_settings
 from ingest.worker import app
 
@@ -26,7 +25,7 @@ logger = logging.getLogger(__name__)
 LOCK_KEY = 0x68765F726574  # "hv_ret"
 
 
-@app.task(name="hypervision.jobs.retention.enforce_retention", queue=JOBS_QUEUE,
+@app.task(name="hypervision.jobs.retention.enforce_retention",
           acks_late=False)
 def enforce_retention(members: list[str] | None = None) -> dict[str, int]:
     """Remove expired rows of every member (or of `members`); returns rows removed per

@@ -13,14 +13,13 @@ import logging
 
 from hypervision.analytics import members, rollups
 from hypervision.db import connect_admin
-from hypervision.jobs import JOBS_QUEUE
 from hypervision.settings import get_settings
 from ingest.worker import app
 
 logger = logging.getLogger(__name__)
 
 
-@app.task(name="hypervision.jobs.rollups.refresh_all", queue=JOBS_QUEUE, acks_late=False,
+@app.task(name="hypervision.jobs.rollups.refresh_all", acks_late=False,
           ignore_result=True)
 def refresh_all() -> dict[str, int]:
     """Refresh each member; returns the hours recomputed per member."""

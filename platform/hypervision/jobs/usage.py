@@ -14,14 +14,13 @@ from celery.schedules import crontab
 
 from hypervision import usage
 from hypervision.db import connect_admin
-from hypervision.jobs import JOBS_QUEUE
 from hypervision.settings import get_settings
 from ingest.worker import app
 
 logger = logging.getLogger(__name__)
 
 
-@app.task(name="hypervision.jobs.usage.measure_storage", queue=JOBS_QUEUE)
+@app.task(name="hypervision.jobs.usage.measure_storage")
 def measure_storage() -> int:
     """Record every member's storage for today (UTC); returns how many were measured."""
     with connect_admin(get_settings()) as conn, conn.transaction():
