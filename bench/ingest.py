@@ -8,7 +8,9 @@ Run: `.venv/bin/python -m bench.ingest [--uplinks 1000000]` (see bench/README.md
    ChirpStack JSON with real payload bytes, a status event every `--status-every`
    uplinks, each device at its own interval over the recent past (times spread out, never
    hundreds of frames in one second). The file is cached under the data folder.
-2. Phases, each on emptied member tables, publishing at QoS 1 from a process of its own:
+2. Phases, each on emptied member tables, publishing at QoS 1 from a process of its own
+   (bench/publisher/publish.mjs, MQTT.js on Node.js: the stream's events in order, at
+   most 20,000 unacknowledged by the broker):
    - naive: `--naive-uplinks` through bench/naive.py (one task per uplink, one INSERT per
      row, a commit each);
    - throughput: `--uplinks` as fast as the broker takes them; the rate counts until every
@@ -19,7 +21,8 @@ Run: `.venv/bin/python -m bench.ingest [--uplinks 1000000]` (see bench/README.md
    - profile: `--profile-uplinks` with py-spy on the receiver and the worker
      (bench/stacks.py summarises; bench/results/ingest_profile.json).
 3. Latency: one uplink in `--sample-every` is timed from its publish to the first poll
-   (every 0.1 s) of the member tables that sees its deduplicationId; also reported from
+   (every 0.1 s, the 200 oldest pending) of the member tables that sees its
+   deduplicationId; also reported from
    `measurements.ingested_at` (its transaction's start, so a lower bound).
 4. CPU and peak memory per process (bench.harness.Monitor): receiver, worker (main and
    pool), PostgreSQL, Redis, Mosquitto, and the publisher (the load generator).
@@ -43,11 +46,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from bench import harness
 
+# The stream file's layout; bench/publisher/publish.mjs reads the same records.
 RECORD = struct.Struct("<BHI")  # kind (0 uplink, 1 status), topic length, payload length
 PART = struct.Struct("<I")  # position in the stream, before each record of a part file
 UP, STATUS = 0, 1
@@ -100,16 +105,6 @@ class Stream:
     def count_for(self, uplinks: int) -> int:
         """Events to publish so that `uplinks` uplinks (and their statuses) go out."""
         return min(self.events, uplinks + uplinks // self.status_every)
-
-    def read(self, count: int) -> Iterator[tuple[int, str, bytes]]:
-        with self.path.open("rb", buffering=1 << 20) as f:
-            for _ in range(count):
-                head = f.read(RECORD.size)
-                if len(head) < RECORD.size:
-                    return
-                kind, tlen, plen = RECORD.unpack(head)
-                topic = f.read(tlen).decode()
-                yield kind, topic, f.read(plen)
 
 
 def _schedule(intervals: list[int], uplinks: int, status_every: int, seed: int,
@@ -236,60 +231,90 @@ def ensure_stream(cache: Path, specs: list[Any], args: argparse.Namespace) -> St
 # 2. The publisher (a process of its own) -------------------------------------------------
 
 
-def publish(host: str, port: int, path: str, count: int, rate: float,
-            samples: dict[int, str], out: Any, window: int = 20_000) -> None:
-    """Publish the first `count` events at QoS 1, at most `rate` per second (0: as fast
-    as the broker acknowledges, with at most `window` unacknowledged). Reports the
-    publish times of sampled uplinks as it goes, then ('done', ...)."""
-    import paho.mqtt.client as mqtt
+PUBLISHER = harness.REPO / "bench" / "publisher"
+WINDOW = 20_000  # events left unacknowledged by the broker, at most
 
-    stream = Stream(Path(path), count, count, {}, "", "", 1)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"hv-bench-publisher-{os.getpid()}",
-                         protocol=mqtt.MQTTv311, clean_session=True)
-    client.max_inflight_messages_set(2000)
-    client.max_queued_messages_set(0)
-    acked = [0]
 
-    def on_publish(c: Any, userdata: Any, mid: Any, reason: Any, props: Any) -> None:
-        acked[0] += 1
+def publisher_argv() -> list[str]:
+    """The load generator's command (bench/publisher/publish.mjs, MQTT.js), or a clear
+    error naming what is missing. A Python publisher (paho) cost several times the CPU
+    per uplink (bench/README.md), on the same cores as the pipeline under test."""
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("the benchmark's publisher needs Node.js (`node`): run"
+                           " infra/install.sh, or install Debian's nodejs and npm")
+    if not (PUBLISHER / "node_modules" / "mqtt" / "package.json").exists():
+        raise RuntimeError(f"the benchmark's publisher needs its packages: run `npm ci` in"
+                           f" {PUBLISHER} (infra/install.sh does)")
+    return [node, str(PUBLISHER / "publish.mjs")]
 
-    client.on_publish = on_publish
-    client.connect(host, port, keepalive=60)
-    client.loop_start()
-    sent = uplinks = 0
-    times: list[tuple[str, float]] = []
-    flushed = time.monotonic()
-    first = time.time()
-    started = time.monotonic()
-    for position, (kind, topic, payload) in enumerate(stream.read(count)):
-        while sent - acked[0] >= window:
-            time.sleep(0.0005)
-        if rate > 0:
-            ahead = sent / rate - (time.monotonic() - started)
-            if ahead > 0.001:
-                time.sleep(ahead)
-        now = time.time()
-        client.publish(topic, payload, qos=1)
-        sent += 1
-        uplinks += kind == UP
-        dedup = samples.get(position)
-        if dedup is not None:
-            times.append((dedup, now))
-        if time.monotonic() - flushed > 0.2 and times:
-            out.put(("times", times))
-            times = []
-            flushed = time.monotonic()
-    last = time.time()
-    deadline = time.monotonic() + 300
-    while acked[0] < sent and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if times:
-        out.put(("times", times))
-    out.put(("done", {"first": first, "last_publish": last, "all_acked": time.time(),
-                      "sent": sent, "uplinks": uplinks, "acked": acked[0]}))
-    client.disconnect()
-    client.loop_stop()
+
+class Publisher:
+    """The publisher process: the first `count` events of the stream, in order, at QoS 1,
+    at most `rate` per second (0: as fast as the broker acknowledges, with at most
+    `window` unacknowledged).
+
+    It writes JSON lines (bench/publisher/publish.mjs says which); a thread of this
+    process turns them into the messages `run_phase` reads from `out`: ('times',
+    [(deduplicationId, publish time)]) for the sampled uplinks every 0.2 s, then
+    ('done', {...}), or ('failed', exit code) if it stopped without finishing.
+    """
+
+    def __init__(self, host: str, port: int, path: str, count: int, rate: float,
+                 samples: dict[int, str], out: queue.Queue[tuple[str, Any]], log: Path,
+                 window: int = WINDOW) -> None:
+        self.config = {
+            "host": host, "port": port, "clientId": f"hv-bench-publisher-{os.getpid()}",
+            "path": path, "count": count, "rate": rate, "window": window,
+            "samples": sorted(samples),
+        }
+        self.samples = samples
+        self.out = out
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        with self.log.open("ab") as errors:
+            self.proc = subprocess.Popen(publisher_argv(), stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=errors,
+                                         start_new_session=True, cwd=harness.REPO)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(self.config).encode())
+        self.proc.stdin.close()
+        self.reader = threading.Thread(target=self._read, name="publisher-reader", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        done = False
+        for line in self.proc.stdout:
+            message = json.loads(line)
+            if "times" in message:
+                self.out.put(("times", [(self.samples[position], at)
+                                        for position, at in message["times"]]))
+            else:
+                self.out.put(("done", message["done"]))
+                done = True
+        code = self.proc.wait()
+        if not done:
+            self.out.put(("failed", code))
+
+    def join(self, timeout: float) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.reader is not None:
+            self.reader.join(timeout)
 
 
 # 3. Pipeline processes -------------------------------------------------------------------
@@ -434,6 +459,8 @@ def reset_tables(ctx: Context) -> None:
 class Poller(threading.Thread):
     """Polls the member tables for timed uplinks; records when each first became visible."""
 
+    WINDOW = 200
+
     def __init__(self, ctx: Context, interval: float = 0.1) -> None:
         super().__init__(name="poller", daemon=True)
         self.ctx = ctx
@@ -463,7 +490,13 @@ class Poller(threading.Thread):
         with connect_admin(self.ctx.settings) as conn:
             while not self._halt.is_set():
                 with self._lock:
-                    pending = [i for i in self.published if i not in self.visible]
+                    # The oldest pending ones only: uplinks become visible nearly in
+                    # publish order (batches of hundreds, two at a time), so a window of
+                    # WINDOW samples (WINDOW x --sample-every uplinks) sees each as soon
+                    # as it is visible, and the poll stays cheap for PostgreSQL even when
+                    # thousands of samples wait in a backlog.
+                    pending = list(islice(
+                        (i for i in self.published if i not in self.visible), self.WINDOW))
                 if pending:
                     at = time.time()
                     for (found,) in conn.execute(query, {"ids": pending}).fetchall():
@@ -511,16 +544,15 @@ def run_phase(ctx: Context, name: str, uplinks: int, rate: float = 0.0,
     reset_tables(ctx)
     count = ctx.stream.count_for(uplinks)
     samples = {p: d for p, d in ctx.stream.samples.items() if p < count}
-    results: Any = mp.get_context("spawn").Queue()
-    publisher = mp.get_context("spawn").Process(
-        target=publish, name="publisher",
-        args=(ctx.settings.mqtt_host, ctx.settings.mqtt_port, str(ctx.stream.path), count,
-              rate, samples, results))
+    results: queue.Queue[tuple[str, Any]] = queue.Queue()
+    publisher_log = ctx.log_dir / "publisher.log"
+    publisher = Publisher(ctx.settings.mqtt_host, ctx.settings.mqtt_port, str(ctx.stream.path),
+                          count, rate, samples, results, publisher_log)
     poller = Poller(ctx)
     print(f"[{name}] publishing {count:,} events"
           + (f" at {rate:,.0f}/s" if rate else " as fast as they are taken"), flush=True)
     publisher.start()
-    monitor = harness.Monitor(process_groups(ctx, publisher.pid or 0, naive)).start()
+    monitor = harness.Monitor(process_groups(ctx, publisher.pid, naive)).start()
     poller.start()
     spies = start_profilers(ctx, name) if profile else []
     done_info: dict[str, Any] | None = None
@@ -535,8 +567,13 @@ def run_phase(ctx: Context, name: str, uplinks: int, rate: float = 0.0,
                     kind, value = results.get_nowait()
                     if kind == "times":
                         poller.add(value)
-                    else:
+                    elif kind == "done":
                         done_info = value
+                    else:
+                        monitor.stop()
+                        poller.stop()
+                        raise RuntimeError(f"[{name}] the publisher exited ({value}) before"
+                                           f" it was done; see {publisher_log}")
             except queue.Empty:
                 pass
             if naive:
@@ -803,6 +840,7 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    publisher_argv()  # a missing publisher fails here, not after the set-up
     bench = harness.setup(args, fresh=True)
     settings = bench.settings
     from bench.fleet import fleet

@@ -131,8 +131,9 @@ write_env_file() {
 
 install_node() {
   # Node.js runs the dashboard screenshot tests (playwright-core driving Debian's
-  # Chromium). Debian's own packages unless a Node.js with npm is already there.
-  say "Node.js and the screenshot tests' packages"
+  # Chromium) and the ingest benchmark's publisher (MQTT.js, bench/publisher). Debian's
+  # own packages unless a Node.js with npm is already there.
+  say "Node.js and the packages of the screenshot tests and the benchmark's publisher"
   if ! command -v npm >/dev/null 2>&1; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
   fi
@@ -141,6 +142,12 @@ install_node() {
   else
     (cd "$ROOT/tests/superset" && npm ci --no-audit --no-fund --loglevel=error)
     skip "installed playwright-core for tests/superset"
+  fi
+  if [ -d "$ROOT/bench/publisher/node_modules/mqtt" ]; then
+    skip "bench/publisher/node_modules up to date"
+  else
+    (cd "$ROOT/bench/publisher" && npm ci --no-audit --no-fund --loglevel=error)
+    skip "installed mqtt for bench/publisher"
   fi
 }
 
