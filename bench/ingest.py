@@ -542,6 +542,7 @@ def run_phase(ctx: Context, name: str, uplinks: int, rate: float = 0.0,
     from hypervision.db import connect_admin
 
     reset_tables(ctx)
+    retries_before = batch_retries(ctx)
     count = ctx.stream.count_for(uplinks)
     samples = {p: d for p, d in ctx.stream.samples.items() if p < count}
     results: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -626,6 +627,9 @@ def run_phase(ctx: Context, name: str, uplinks: int, rate: float = 0.0,
         "latency_ms": latency_summary(latencies, len(poller.published)),
         "latency_tx_start_ms": latency_summary(tx_latencies, len(poller.published)),
         "processes": processes,
+        # Batches the workers had to retry (deadlock, lost connection...), from their logs.
+        "batch_retries": {k: n - retries_before.get(k, 0)
+                          for k, n in batch_retries(ctx).items()},
     }
     if profile_files:
         result["profile_files"] = {k: str(v) for k, v in profile_files.items()}
@@ -633,6 +637,19 @@ def run_phase(ctx: Context, name: str, uplinks: int, rate: float = 0.0,
           f" {result['uplinks_per_s']:,} uplinks/s; latency p50/p99"
           f" {result['latency_ms'].get('p50')}/{result['latency_ms'].get('p99')} ms", flush=True)
     return result
+
+
+def batch_retries(ctx: Context) -> dict[str, int]:
+    """Batch retries logged by the workers so far, per database error (ingest.tasks logs
+    "batch of N: database error (DeadlockDetected), retry ...")."""
+    counts: dict[str, int] = {}
+    for log in ctx.log_dir.glob("worker*.log"):
+        with log.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if ": database error (" in line and "retry" in line:
+                    kind = line.split(": database error (", 1)[1].split(")", 1)[0]
+                    counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 PIPELINE = ("receiver", "worker", "postgres", "redis", "mosquitto")
@@ -815,6 +832,8 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         {"figure": "CPU used by other work on the machine during the run",
          "value": ((thr.get("processes") or {}).get("_machine") or {}).get(
              "cpu_s_outside_these_processes"), "unit": "CPU s"},
+        {"figure": "batches retried by the workers (deadlocks, lost connections)",
+         "value": sum((thr.get("batch_retries") or {}).values()), "unit": "batches"},
     ]
     if naive:
         rows += [

@@ -240,7 +240,7 @@ class Processor:
             stored_ids: set[Any] = set()
             stored_digests: set[bytes] = set()
             stage_batch(conn, list(pending.members.values()))
-            for member in pending.members.values():
+            for _, member in sorted(pending.members.items()):  # one order in every batch
                 written = write_member(conn, member, self.guard_window_s)
                 stored_ids |= written.stored_uplinks
                 stored_digests |= written.stored_event_digests

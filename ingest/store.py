@@ -118,6 +118,17 @@ def write_member(conn: psycopg.Connection, batch: MemberBatch, guard_window_s: i
     member = {"member": batch.slug, "w": guard_window_s}
     with conn.cursor() as cur:
         cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(batch.writer_role)))
+        # Two workers' batches may hold the same devices, one as uplinks and the other as
+        # status events, which update device_state in two statements: lock the batch's
+        # device rows first, in one order, so that they wait for each other instead of
+        # deadlocking (a deadlock costs a retry of the whole batch).
+        devices = sorted({row[2] for row in batch.uplinks} | {row[1] for row in batch.events})
+        if devices:
+            cur.execute(
+                sql.SQL("SELECT FROM {s}.device_state WHERE dev_eui = ANY(%(devices)s)"
+                        " ORDER BY dev_eui FOR UPDATE").format(s=s),
+                {"devices": devices},
+            )
         stored: set[uuid.UUID] = set()
         if batch.uplinks:
             # One statement: the new uplinks, then their measurements and the state of
