@@ -74,6 +74,10 @@ TABLES: tuple[RetainedTable, ...] = (
     RetainedTable("water_events", "class"),
     RetainedTable("air_hourly", "class", "bucket"),
     RetainedTable("waste_collections", "class"),
+    # Kept by the refresh job from the tables above (migrations/tenant/0063_*): a meter's
+    # nights, a container's state at its latest reading.
+    RetainedTable("water_nights", "class", "night"),
+    RetainedTable("waste_containers", "class", "measured_at"),
 )
 BY_NAME = {t.name: t for t in TABLES}
 DEAD_LETTERS = "hv.dead_letters"

@@ -217,9 +217,6 @@ class Settings(BaseSettings):
     # (Celery beat); the lag of rollups and alerts is bounded by these.
     rollup_interval: int = Field(default=60, ge=5)
     alerts_interval: int = Field(default=60, ge=5)
-    # Where member analytics files live (calendars, thresholds, alert rules):
-    # <analytics_dir>/<slug>.yaml; default: the `analytics` folder of the tenants folder.
-    analytics_dir: Path | None = None
     # Outgoing mail for alert notifications (a relay inside the deployment).
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=25, ge=1, le=65535)

@@ -18,10 +18,10 @@ from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 
 from hypervision.settings import Settings
-from tests.analytics.conftest import analytica, analytics_dir, asettings, member_db
+from tests.analytics.conftest import asettings, member_db
 from tests.conftest import PORT_BASE
 
-__all__ = ["analytica", "analytics_dir", "asettings", "member_db"]
+__all__ = ["asettings", "member_db"]
 SIGNING_KEY = "k" * 32
 
 

@@ -1,6 +1,6 @@
 """Alerts: an alert opens once, notifies once by e-mail and webhook, and closes; a person
 acknowledges and closes one; failed notifications are retried or given up; silent
-devices and leaks; rules are validated."""
+devices and leaks; rules are validated with the member's tenant file."""
 
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ from typing import Any
 import psycopg
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from hypervision.alerts import lifecycle, notify
 from hypervision.analytics import members
-from hypervision.analytics.config import ConfigError, load_file
 from hypervision.commands import analytics
 from hypervision.settings import Settings
+from hypervision.tenancy.spec import SpecError, TenantSpec, load_file
 from tests.alerts.conftest import SIGNING_KEY, Receiver, SmtpSink
-from tests.analytics.helpers import SCHEMA, SLUG, hourly, put, refresh, utc, write_analytics
+from tests.analytics.helpers import SCHEMA, SLUG, TENANTS, declare, hourly, put, refresh, utc
 
 pytestmark = pytest.mark.services
 
@@ -51,11 +52,11 @@ def _deliver(admin: psycopg.Connection[Any], settings: Settings) -> notify.Deliv
 
 
 def test_an_alert_opens_once_notifies_once_and_closes(
-    member_db: psycopg.Connection[Any], nsettings: Settings, analytics_dir: Path,
+    member_db: psycopg.Connection[Any], nsettings: Settings,
     smtp_sink: tuple[SmtpSink, int], receiver: Receiver,
 ) -> None:
     admin, sink = member_db, smtp_sink[0]
-    write_analytics(analytics_dir, {"alerts": [_co2_rule(receiver.url())]})
+    declare(admin, nsettings, {"alerts": [_co2_rule(receiver.url())]})
     refresh(admin, nsettings)
     put(admin, CE2, "air.co2", hourly(T0, [1600, 1700, 1800, 1900, 900],
                                       dt.timedelta(minutes=10)))
@@ -97,11 +98,11 @@ def test_an_alert_opens_once_notifies_once_and_closes(
 
 
 def test_a_person_acknowledges_and_closes_an_alert_from_the_cli(
-    member_db: psycopg.Connection[Any], nsettings: Settings, analytics_dir: Path,
+    member_db: psycopg.Connection[Any], nsettings: Settings,
     receiver: Receiver,
 ) -> None:
     admin = member_db
-    write_analytics(analytics_dir, {"alerts": [_co2_rule(receiver.url(), duration="0s")]})
+    declare(admin, nsettings, {"alerts": [_co2_rule(receiver.url(), duration="0s")]})
     put(admin, CE2, "air.co2", hourly(T0, [1600, 1700, 1800], dt.timedelta(minutes=10)))
     (alert_id,) = _evaluate(admin, nsettings, _minutes(0)).opened
     app = typer.Typer()
@@ -138,12 +139,12 @@ def test_a_person_acknowledges_and_closes_an_alert_from_the_cli(
 
 
 def test_failed_notifications_are_retried_or_given_up(
-    member_db: psycopg.Connection[Any], nsettings: Settings, analytics_dir: Path,
+    member_db: psycopg.Connection[Any], nsettings: Settings,
     receiver: Receiver,
 ) -> None:
     admin = member_db
     receiver.fail_first = [503]
-    write_analytics(analytics_dir, {"alerts": [
+    declare(admin, nsettings, {"alerts": [
         {"name": "co2-hook", "metric": "air.co2", "condition": "above", "threshold": 1500,
          "devices": [CE2], "recipients": {"webhooks": [receiver.url(), receiver.url("/gone")]}},
         {"name": "co2-mail", "metric": "air.co2", "condition": "above", "threshold": 1500,
@@ -184,10 +185,10 @@ def test_the_backoff_doubles_up_to_its_cap() -> None:
 
 
 def test_a_silent_device_opens_an_alert_and_closes_when_heard_again(
-    member_db: psycopg.Connection[Any], nsettings: Settings, analytics_dir: Path,
+    member_db: psycopg.Connection[Any], nsettings: Settings,
 ) -> None:
     admin = member_db
-    write_analytics(analytics_dir, {"alerts": [
+    declare(admin, nsettings, {"alerts": [
         {"name": "muet", "condition": "silent", "duration": "1h", "severity": "critical",
          "devices": [MUTE, NEVER]}]})
     now = utc(2026, 3, 10, 12)
@@ -205,10 +206,10 @@ def test_a_silent_device_opens_an_alert_and_closes_when_heard_again(
 
 
 def test_a_leak_rule_opens_an_alert_after_three_nights(
-    member_db: psycopg.Connection[Any], nsettings: Settings, analytics_dir: Path,
+    member_db: psycopg.Connection[Any], nsettings: Settings,
 ) -> None:
     admin = member_db
-    write_analytics(analytics_dir, {"alerts": [{"name": "fuite", "condition": "leak"}]})
+    declare(admin, nsettings, {"alerts": [{"name": "fuite", "condition": "leak"}]})
     put(admin, LEAKY, "water.index", hourly(utc(2026, 1, 12, 22), [10.0 * i for i in range(56)]))
     refresh(admin, nsettings)
     # 15 January, 06:00 in Paris: the night ending that morning (01:00-05:00) is complete.
@@ -221,22 +222,24 @@ def test_a_leak_rule_opens_an_alert_after_three_nights(
     assert _evaluate(admin, nsettings, utc(2026, 1, 15, 3)).opened == []
 
 
-def test_rules_are_validated(tmp_path: Path) -> None:
-    def rules(*items: dict[str, Any]) -> None:
-        write_analytics(tmp_path, {"alerts": list(items)})
+def test_rules_are_validated_with_the_tenant_file(tmp_path: Path) -> None:
+    base = yaml.safe_load((TENANTS / f"{SLUG}.yaml").read_text(encoding="utf-8"))
+    path = tmp_path / f"{SLUG}.yaml"
 
-    rules({"name": "a", "metric": "air.co2", "condition": "above", "duration": "15m"})
-    with pytest.raises(ConfigError, match="needs a metric and a threshold"):
-        load_file(tmp_path / f"{SLUG}.yaml")
-    rules({"name": "a", "metric": "air.co3", "condition": "above", "threshold": 1})
-    with pytest.raises(ConfigError, match="unknown metric"):
-        load_file(tmp_path / f"{SLUG}.yaml")
-    rules({"name": "a", "condition": "silent"}, {"name": "a", "condition": "silent"})
-    with pytest.raises(ConfigError, match="unique"):
-        load_file(tmp_path / f"{SLUG}.yaml")
-    rules({"name": "a", "condition": "silent", "duration": "90m",
-           "recipients": {"emails": ["x@example.org"], "webhooks": ["http://127.0.0.1/h"]}})
-    rule = load_file(tmp_path / f"{SLUG}.yaml").alerts[0]
+    def rules(*items: dict[str, Any]) -> TenantSpec:
+        path.write_text(yaml.safe_dump({**base, "alerts": list(items)}, allow_unicode=True),
+                        encoding="utf-8")
+        return load_file(path)
+
+    with pytest.raises(SpecError, match=r"alerts\.0: .*needs a metric and a threshold"):
+        rules({"name": "a", "metric": "air.co2", "condition": "above", "duration": "15m"})
+    with pytest.raises(SpecError, match=r"alerts\.0\.metric: .*unknown metric 'air.co3'"):
+        rules({"name": "a", "metric": "air.co3", "condition": "above", "threshold": 1})
+    with pytest.raises(SpecError, match=r"alerts\.1\.recipients\.emails\.0: "):
+        rules({"name": "a", "condition": "silent"},
+              {"name": "b", "condition": "silent", "recipients": {"emails": ["not-a-mail"]}})
+    rule = rules({"name": "a", "condition": "silent", "duration": "90m", "recipients": {
+        "emails": ["x@example.org"], "webhooks": ["http://127.0.0.1/h"]}}).alerts[0]
     assert rule.duration == dt.timedelta(minutes=90)
     assert rule.recipients.targets() == [("email", "x@example.org"),
                                          ("webhook", "http://127.0.0.1/h")]

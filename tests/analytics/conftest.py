@@ -1,11 +1,11 @@
 """Fixtures of the analytics tests: the test member `analytica` (tests/analytics/tenants)
-applied once, its tables emptied before each test, and settings whose analytics folder is
-the test's own temporary folder (no file there: the defaults)."""
+applied once, then before each test its tables emptied and its declaration put back as in
+its file (no `analytics:` nor `alerts:` there: the defaults, no rules). A test declares
+settings or rules with `helpers.declare`, through the tenant spec as in production."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -13,19 +13,20 @@ import pytest
 from psycopg import sql
 
 from hypervision.settings import Settings
-from tests.analytics.helpers import SCHEMA, TENANTS
+from tests.analytics.helpers import SCHEMA, TENANTS, restore
 
 TABLES = (
     "alert_notifications", "alerts", "measurements", "uplinks", "device_state",
     "rollup_state", "rollup_hourly", "rollup_daily", "water_hourly", "water_daily",
-    "water_monthly", "water_events", "air_hourly", "air_daily", "waste_collections",
+    "water_monthly", "water_events", "water_nights", "air_hourly", "air_daily",
+    "waste_collections", "waste_containers",
     "gateway_hourly", "analytics_settings",
 )
 
 
 @pytest.fixture(scope="session")
-def analytica(platform_db: Settings) -> Settings:
-    """The test member, applied next to alpha and beta."""
+def asettings(platform_db: Settings) -> Settings:
+    """The platform's settings, once the test member is applied next to alpha and beta."""
     from hypervision.db import connect_admin
     from hypervision.tenancy import apply as tenancy
     from hypervision.tenancy.spec import load_dir
@@ -38,20 +39,11 @@ def analytica(platform_db: Settings) -> Settings:
 
 
 @pytest.fixture
-def member_db(analytica: Settings, admin: psycopg.Connection[Any]) -> Iterator[
+def member_db(asettings: Settings, admin: psycopg.Connection[Any]) -> Iterator[
         psycopg.Connection[Any]]:
-    """The superuser connection, with the test member's tables empty."""
+    """The superuser connection, with the test member's tables empty and its declaration
+    as in its file."""
+    restore(admin, asettings)
     admin.execute(sql.SQL("TRUNCATE {} CASCADE").format(
         sql.SQL(", ").join(sql.Identifier(SCHEMA, t) for t in TABLES)))
     yield admin
-
-
-@pytest.fixture
-def analytics_dir(tmp_path: Path) -> Path:
-    return tmp_path / "analytics"
-
-
-@pytest.fixture
-def asettings(analytica: Settings, analytics_dir: Path) -> Settings:
-    """Settings reading the member's analytics file from the test's own folder."""
-    return analytica.model_copy(update={"analytics_dir": analytics_dir})

@@ -1,11 +1,13 @@
-"""Helpers of the analytics and alert tests: readings written straight into the test
-member's tables (as the superuser), UTC times, one refresh."""
+"""Helpers of the analytics and alert tests: the test member's settings declared in its
+tenant file, readings written straight into its tables (as the superuser), UTC times, one
+refresh."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,9 @@ import yaml
 
 from hypervision.analytics import members, rollups
 from hypervision.settings import Settings
+from hypervision.tenancy import apply as tenancy
+from hypervision.tenancy.spec import TenantSpec, load_file
+from ingest.decode import Catalogue
 from ingest.decode.metrics import METRICS
 
 SLUG = "analytica"
@@ -51,9 +56,28 @@ def refresh(admin: psycopg.Connection, settings: Settings) -> rollups.RefreshRes
     return result
 
 
-def write_analytics(folder: Path, body: dict[str, Any]) -> None:
-    """The member's analytics file (calendars, thresholds, alert rules)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump({"version": "v1", "kind": "analytics", "name": SLUG, **body},
-                          allow_unicode=True, sort_keys=False)
-    (folder / f"{SLUG}.yaml").write_text(text, encoding="utf-8")
+@cache
+def _catalogue() -> Catalogue:
+    return Catalogue.load()
+
+
+def declare(
+    admin: psycopg.Connection, settings: Settings, body: dict[str, Any]
+) -> list[tenancy.Step]:
+    """Apply the test member's tenant file with `body` (its `analytics:` and `alerts:`
+    sections, say) in place of the file's own, as `hypervision tenants apply` would:
+    validated by TenantSpec, stored in hv.members.spec, audited. The jobs read it from
+    there at their next run."""
+    raw = yaml.safe_load((TENANTS / f"{SLUG}.yaml").read_text(encoding="utf-8"))
+    spec = TenantSpec.model_validate({**raw, **body})
+    return tenancy.apply(admin, [spec], _catalogue(), settings, log=lambda _: None)
+
+
+def restore(admin: psycopg.Connection, settings: Settings) -> None:
+    """Put the test member's declaration back as in its file, if a test changed it."""
+    spec = load_file(TENANTS / f"{SLUG}.yaml")
+    row = admin.execute("SELECT spec FROM hv.members WHERE slug = %s", (SLUG,)).fetchone()
+    stored = row[0] if row else {}
+    wanted = spec.model_dump(mode="json", include={"analytics", "alerts"})
+    if any(stored.get(key) != value for key, value in wanted.items()):
+        tenancy.apply(admin, [spec], _catalogue(), settings, log=lambda _: None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -14,7 +13,7 @@ import pytest
 
 from hypervision.analytics import air, members, rollups
 from hypervision.settings import Settings
-from tests.analytics.helpers import SCHEMA, SLUG, put, refresh, utc, write_analytics
+from tests.analytics.helpers import SCHEMA, SLUG, declare, put, refresh, utc
 
 pytestmark = pytest.mark.services
 
@@ -55,12 +54,12 @@ def test_icone_matches_the_definition_and_the_sql_function(
 
 
 def test_icone_and_time_above_thresholds_per_room_during_occupied_hours(
-    member_db: psycopg.Connection[Any], asettings: Settings, analytics_dir: Path
+    member_db: psycopg.Connection[Any], asettings: Settings
 ) -> None:
     admin = member_db
     # The town hall's council room is only occupied on Tuesday mornings.
-    write_analytics(analytics_dir, {"air": {"buildings": {"Mairie": {"week": {
-        "tue": ["09:00-12:00"]}}}}})
+    declare(admin, asettings, {"analytics": {"air": {"buildings": {"Mairie": {"week": {
+        "tue": ["09:00-12:00"]}}}}}})
     refresh(admin, asettings)
     put(admin, CM1, "air.co2", SERIES)
     put(admin, COUNCIL, "air.co2", [(utc(2026, 3, 9, 8), 2500)])
@@ -96,12 +95,12 @@ def test_icone_and_time_above_thresholds_per_room_during_occupied_hours(
 
 
 def test_the_thresholds_are_configurable(
-    member_db: psycopg.Connection[Any], asettings: Settings, analytics_dir: Path
+    member_db: psycopg.Connection[Any], asettings: Settings
 ) -> None:
     admin = member_db
     put(admin, CM1, "air.co2", SERIES)
     refresh(admin, asettings)
-    write_analytics(analytics_dir, {"air": {"low_ppm": 1000, "high_ppm": 1900}})
+    declare(admin, asettings, {"analytics": {"air": {"low_ppm": 1000, "high_ppm": 1900}}})
     # New thresholds apply to what is recomputed: backfill the day.
     rollups.backfill(admin, members.member(admin, SLUG), asettings, utc(2026, 3, 9),
                      utc(2026, 3, 10))

@@ -68,10 +68,11 @@ def test_a_collection_and_a_days_until_full_forecast(
     chosen = waste.today(admin, SCHEMA, WasteSettings(), now)
     assert [(c.dev_eui, c.reason) for c in chosen] == [(PLASTIC, "level"), (PAPER, "forecast")]
 
-    # The view, as of now (months later: no recent rate), keeps the threshold rule.
+    # The view, as of now (months later: no recent rate), keeps the threshold rule; paper
+    # is there too, its level computed from its distance.
     view = dict(admin.execute(f"SELECT dispositif, a_vider FROM {SCHEMA}.v_dechets_conteneurs"
                               ).fetchall())
-    assert view == {GLASS: False, PLASTIC: True}
+    assert view == {GLASS: False, PAPER: False, PLASTIC: True}
 
     # With a round every day, Saturday's round comes first: paper can wait.
     daily = WasteSettings(round_days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"])

@@ -69,6 +69,21 @@ class World:
             return accounts.create_grant(conn, SETUP, operator_email=operator, member=member,
                                          hours=2, reason="test: investigating a leak")
 
+    def fresh_alert(self, dev_eui: str = BIN, member: str = "alpha") -> int:
+        """An open alert, written as the evaluation job would (hypervision.alerts); each
+        under a rule of its own, since a rule has one alert at most per device not closed."""
+        with connect_admin(self.settings) as conn:
+            row = conn.execute(sql.SQL(
+                "INSERT INTO {} (rule, dev_eui, condition, metric, threshold, severity, message,"
+                " value, since, last_value, rule_spec)"
+                " VALUES (%s, %s, 'above', 'fill.level', 80, 'warning', %s, 91, %s, 91, %s)"
+                " RETURNING id"
+            ).format(sql.Identifier(f"tenant_{member}", "alerts")),
+                (f"test-{uuid.uuid4().hex[:12]}", dev_eui, "fill.level = 91 au-dessus de 80",
+                 T0, Json({"name": "test"}))).fetchone()
+        assert row is not None
+        return int(row[0])
+
 
 def _insert_data(conn: psycopg.Connection, schema: str, devices: list[str]) -> None:
     """One uplink and one measurement per device and minute, for an hour."""

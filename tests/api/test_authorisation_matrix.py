@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from hypervision.api.main import create_app
-from tests.api.conftest import BIN, WINDOW, World
+from tests.api.conftest import BIN, WATER, WINDOW, World
 
 PERSONAS = ("alpha", "beta", "op", "op_grant", "anon", "expired", "revoked")
 UNAUTH = {"anon": 401, "expired": 401, "revoked": 401}
@@ -57,6 +57,25 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     # Allowed callers (the member's admin, operators) get as far as ChirpStack, which is
     # not configured here: 503 (tests/chirpstack sends for real); a stranger: 404.
     ("POST", "/api/v1/devices/{dev_eui}/downlinks"): row(503, 404, 503, 503),
+    # Analytics. A named water meter (WATER: personal data) needs a grant; lists leave
+    # personal devices out for operators without one.
+    ("GET", "/api/v1/members/{slug}/water/{dev_eui}/consumption"): row(200, 404, 403, 200),
+    ("GET", "/api/v1/members/{slug}/water/{dev_eui}/index"): row(200, 404, 403, 200),
+    ("GET", "/api/v1/members/{slug}/water/leaks"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/water/events"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/water/abnormal"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/waste/containers"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/waste/today"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/waste/collections"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/air/rooms"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/air/room-hours"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/health/devices"): ALPHA_SCOPED,
+    ("GET", "/api/v1/members/{slug}/health/gateways"): ALPHA_SCOPED,
+    # Alerts: acknowledging and closing need `admin`, which every persona here holds (a
+    # reader's 403 is in test_api_analytics.py); the alert is on BIN, not personal data.
+    ("GET", "/api/v1/members/{slug}/alerts"): ALPHA_SCOPED,
+    ("POST", "/api/v1/members/{slug}/alerts/{alert_id}/acknowledge"): row(200, 404, 200, 200),
+    ("POST", "/api/v1/members/{slug}/alerts/{alert_id}/close"): row(200, 404, 200, 200),
 }
 
 EMAILS = {"alpha": "alice@alpha.example.org", "beta": "bob@beta.example.org",
@@ -95,6 +114,12 @@ def _request(world: World, method: str, path: str, persona: str) -> tuple[Reques
         fill["token_id"] = world.fresh_token("alice@alpha.example.org").id
     if path == "/api/v1/members/{slug}/grants/{grant_id}":
         fill["grant_id"] = world.fresh_grant().id
+    if "/water/{dev_eui}/" in path:
+        fill["dev_eui"] = WATER
+    if "{alert_id}" in path:
+        fill["alert_id"] = world.fresh_alert()
+    if path.endswith("/close"):
+        kwargs["json"] = {"reason": "matrix test"}
     if path == "/api/v1/auth/login":
         kwargs["json"] = {"email": "alice@alpha.example.org", "password": "correct horse battery"}
     if path == "/api/v1/tokens" and method == "POST":

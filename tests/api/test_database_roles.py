@@ -1,5 +1,7 @@
 """The API's own database role: it appends to the audit trail but can never rewrite it,
-and it cannot read any member's schema (member data goes through reader roles)."""
+and it cannot read any member's schema (member data goes through reader roles); in a
+member's schema it holds exactly the column privileges of two changes: the state of alerts
+and new downlink requests."""
 
 from __future__ import annotations
 
@@ -50,6 +52,40 @@ def test_the_api_role_cannot_read_any_members_schema(world: World) -> None:
         for table in ("tenant_alpha.measurements", "tenant_beta.uplinks"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"SELECT 1 FROM {table} LIMIT 1")
+
+
+def test_in_a_members_schema_the_api_role_holds_only_alert_and_downlink_columns(
+    world: World, admin_conn: Any,
+) -> None:
+    """Effective privileges (grants, role memberships and PUBLIC included) of the API role
+    on every column of alpha's tables and views, as `tenants apply` left them."""
+    role = world.settings.api_role
+    columns = admin_conn.execute(
+        """SELECT c.relname::text, p.privilege, array_agg(a.attname::text ORDER BY a.attname)
+           FROM pg_class c
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) AS p(privilege)
+           WHERE c.relnamespace = 'tenant_alpha'::regnamespace
+             AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+             AND has_column_privilege(%s, c.oid, a.attnum, p.privilege)
+           GROUP BY 1, 2 ORDER BY 1, 2""", (role,)).fetchall()
+    assert columns == [
+        ("alerts", "SELECT", ["id", "state"]),
+        ("alerts", "UPDATE", ["acknowledged_at", "acknowledged_by", "close_reason", "closed_at",
+                              "closed_by", "state"]),
+        ("downlinks", "INSERT", ["command", "confirmed", "data", "dev_eui", "f_port",
+                                 "model_id", "params", "queue_item_id", "requested_by"]),
+    ]
+    tables = admin_conn.execute(
+        """SELECT c.relname FROM pg_class c
+           WHERE c.relnamespace = 'tenant_alpha'::regnamespace
+             AND has_table_privilege(%s, c.oid, 'DELETE, TRUNCATE, TRIGGER')""",
+        (role,)).fetchall()
+    assert tables == []
+    # Not a member of any of alpha's roles, whose rights it would otherwise inherit or SET.
+    assert admin_conn.execute(
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE 'alpha\\_%%'"
+        " AND pg_has_role(%s, oid, 'MEMBER')", (role,)).fetchall() == []
 
 
 def test_the_ingest_role_can_append_audit_entries_once_granted(

@@ -1,5 +1,7 @@
 """Downlinks: enqueue through ChirpStack with its audit entry, the downlink's life tracked
-from txack/ack events stored by the real ingestion processor, and the API routes."""
+from txack/ack events stored by the real ingestion processor, and the API routes, which
+run on the API's own connections (its role and the members' reader roles), never the
+superuser's."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,14 +18,18 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from psycopg import sql
+from pydantic import SecretStr
 
+from hypervision import accounts
 from hypervision.accounts import Who
+from hypervision.api.db import Databases, grant_downlink_requests
+from hypervision.api.main import create_app
 from hypervision.chirpstack import downlinks, provision, routes
 from hypervision.chirpstack.client import ChirpStack
 from hypervision.chirpstack.encoders import EncodeError
 from hypervision.chirpstack.network import Network
 from hypervision.db import connect_admin, connect_as
-from hypervision.settings import Settings
+from hypervision.settings import Settings, get_settings
 from hypervision.tenancy.spec import TenantSpec
 from ingest.chirpstack import Envelope
 from ingest.decode import Catalogue
@@ -174,14 +181,32 @@ def test_a_negative_ack_marks_the_downlink_not_acknowledged_and_unconfirmed_ones
 
 
 def test_tracking_runs_as_the_members_writer_role_in_the_ingest_hook(
-    provisioned: psycopg.Connection, client: ChirpStack,
+    provisioned: psycopg.Connection, client: ChirpStack, platform_db: Settings,
     processor: tuple[psycopg.Connection, Processor],
 ) -> None:
-    sent = downlinks.enqueue(provisioned, client, LAMP, "reboot", {}, who=OPERATOR)
-    # The processor connects as the ingest role, which only holds the writer's rights
-    # after SET ROLE: the txack is tracked by ingestion itself.
+    # Requested as the API does, on its own role's connection...
+    with connect_as(platform_db, platform_db.api_role, autocommit=True) as api:
+        sent = downlinks.enqueue(api, client, LAMP, "reboot", {}, who=OPERATOR)
+    # ...and tracked by the processor, connected as the ingest role, which only holds the
+    # writer's rights after SET ROLE: the txack is tracked by ingestion itself.
     _ingest(processor, _txack(LAMP, sent.queue_item_id, datetime.now(UTC)))
     assert _state(provisioned, sent.queue_item_id)[0] == "sent"
+
+
+def test_the_writer_role_tracks_downlinks_but_cannot_make_one_up(
+    provisioned: psycopg.Connection, platform_db: Settings,
+) -> None:
+    with connect_as(platform_db, platform_db.ingest_role, autocommit=True) as conn:
+        conn.execute("SET ROLE lumiere_writer")
+        assert conn.execute("SELECT count(*) FROM tenant_lumiere.downlinks").fetchone() \
+            is not None
+        conn.execute("UPDATE tenant_lumiere.downlinks SET updated_at = updated_at"
+                     " WHERE false")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO tenant_lumiere.downlinks (queue_item_id, dev_eui,"
+                         " model_id, command, f_port, data, confirmed, requested_by)"
+                         " VALUES (gen_random_uuid(), %s, 'milesight-ws558', 'reboot', 85,"
+                         " '\\xff10ff', true, 'system:ingest')", (LAMP,))
 
 
 def test_another_members_device_is_not_found_and_nothing_is_sent(
@@ -207,20 +232,53 @@ def test_a_device_missing_in_chirpstack_is_a_clear_error_and_leaves_no_row(
 
 def test_a_downlink_queued_but_not_recorded_is_reported_as_such(
     provisioned: psycopg.Connection, client: ChirpStack, chirpstack: FakeChirpStack,
+    platform_db: Settings,
 ) -> None:
     admin = provisioned
-    admin.execute("REVOKE INSERT ON tenant_lumiere.downlinks FROM lumiere_writer")
+    # A constraint the row breaks: the database fails after ChirpStack accepted.
+    admin.execute("ALTER TABLE tenant_lumiere.downlinks ADD CONSTRAINT test_no_reboot"
+                  " CHECK (command <> 'reboot') NOT VALID")
     try:
-        with pytest.raises(downlinks.NotRecorded, match="will not be tracked") as caught:
-            downlinks.enqueue(admin, client, OTHER_LAMP, "reboot", {}, who=OPERATOR)
+        with connect_as(platform_db, platform_db.api_role, autocommit=True) as api, \
+                pytest.raises(downlinks.NotRecorded, match="will not be tracked") as caught:
+            downlinks.enqueue(api, client, OTHER_LAMP, "reboot", {}, who=OPERATOR)
     finally:
-        admin.execute("GRANT INSERT ON tenant_lumiere.downlinks TO lumiere_writer")
+        admin.execute("ALTER TABLE tenant_lumiere.downlinks DROP CONSTRAINT test_no_reboot")
     (item,) = chirpstack.store.queue[OTHER_LAMP]
     assert item.id in str(caught.value)
     # Entry and row went together: neither was kept.
     audited = admin.execute("SELECT count(*) FROM hv.audit_log WHERE after->>'queue_item_id'"
                             " = %s", (item.id,)).fetchone()
     assert audited == (0,)
+
+
+def test_a_role_that_may_not_record_downlinks_sends_nothing(
+    provisioned: psycopg.Connection, client: ChirpStack, chirpstack: FakeChirpStack,
+    platform_db: Settings,
+) -> None:
+    """The API role before `tenants apply` granted it: refused before ChirpStack is called."""
+    admin = provisioned
+    api_role = platform_db.api_role
+    admin.execute(sql.SQL("REVOKE INSERT ON tenant_lumiere.downlinks FROM {}").format(
+        sql.Identifier(api_role)))
+    try:
+        with connect_as(platform_db, api_role, autocommit=True) as api:
+            assert not downlinks.may_record(api, "tenant_lumiere")
+            with pytest.raises(downlinks.NotPermitted, match="tenants apply"):
+                downlinks.enqueue(api, client, LAMP, "reboot", {}, who=OPERATOR)
+    finally:
+        grant_downlink_requests(admin, platform_db, "tenant_lumiere")
+    assert LAMP not in chirpstack.store.queue
+    with connect_as(platform_db, api_role, autocommit=True) as api:
+        assert downlinks.may_record(api, "tenant_lumiere")
+    # A schema the role has no USAGE on answers no, rather than an error.
+    admin.execute(sql.SQL("REVOKE USAGE ON SCHEMA tenant_lumiere FROM {}").format(
+        sql.Identifier(api_role)))
+    try:
+        with connect_as(platform_db, api_role, autocommit=True) as api:
+            assert not downlinks.may_record(api, "tenant_lumiere")
+    finally:
+        grant_downlink_requests(admin, platform_db, "tenant_lumiere")
 
 
 def test_a_model_without_encoder_cannot_be_sent_anything(
@@ -231,29 +289,58 @@ def test_a_model_without_encoder_cannot_be_sent_anything(
     assert METER not in chirpstack.store.queue
 
 
-# The API routes ----------------------------------------------------------------------------
+# The API routes ---------------------------------------------------------------------------
+
+
+class SeenDatabases(Databases):
+    """The API's own connection pools, noting the role of every connection handed out."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.seen: set[tuple[str, str, bool]] = set()
+
+    def _note(self, kind: str, conn: psycopg.Connection) -> None:
+        row = conn.execute("SELECT current_user::text, session_user::text, rolsuper"
+                           " FROM pg_roles WHERE rolname = current_user").fetchone()
+        assert row is not None and row[0] == row[1]  # nothing switched roles
+        self.seen.add((kind, row[0], row[2]))
+
+    @contextmanager
+    def control(self) -> Iterator[psycopg.Connection]:
+        with super().control() as conn:
+            self._note("control", conn)
+            yield conn
+
+    @contextmanager
+    def reader(self, slug: str) -> Iterator[psycopg.Connection]:
+        with super().reader(slug) as conn:
+            self._note("reader", conn)
+            yield conn
 
 
 @pytest.fixture
-def api_client(provisioned: psycopg.Connection, client: ChirpStack,
-               platform_db: Settings) -> Iterator[tuple[TestClient, dict[str, routes.Actor]]]:
+def api_dbs(platform_db: Settings) -> Iterator[SeenDatabases]:
+    dbs = SeenDatabases(platform_db)
+    yield dbs
+    dbs.close()
+
+
+@pytest.fixture
+def api_client(provisioned: psycopg.Connection, client: ChirpStack, api_dbs: SeenDatabases,
+               ) -> Iterator[tuple[TestClient, dict[str, routes.Actor]]]:
     app = FastAPI()
     app.include_router(routes.router)
     caller = {"actor": routes.Actor("user:agent@lumiere.example.org", "lumiere", True)}
-
-    def connection() -> Iterator[psycopg.Connection]:
-        with connect_admin(platform_db) as conn:
-            yield conn
-
     app.dependency_overrides[routes.get_actor] = lambda: caller["actor"]
     app.dependency_overrides[routes.get_chirpstack] = lambda: (lambda: client)
-    app.dependency_overrides[routes.get_connection] = connection
+    app.dependency_overrides[routes.get_databases] = lambda: api_dbs
     with TestClient(app) as http:
         yield http, caller
 
 
 def test_the_api_sends_a_downlink_for_the_callers_member_and_lists_it(
     api_client: tuple[TestClient, dict[str, routes.Actor]], chirpstack: FakeChirpStack,
+    api_dbs: SeenDatabases, platform_db: Settings,
 ) -> None:
     http, _ = api_client
     response = http.post(f"/devices/{LAMP}/downlinks",
@@ -263,10 +350,15 @@ def test_the_api_sends_a_downlink_for_the_callers_member_and_lists_it(
     assert (body["status"], body["data_hex"], body["f_port"]) == ("queued", "080404", 85)
     assert chirpstack.store.queue[LAMP][-1].id == body["queue_item_id"]
 
+    # The row as the member's reader reads it is the one the request answered (the API
+    # role cannot read it back: the answer is what it inserted and the table's defaults).
     listed = http.get(f"/devices/{LAMP}/downlinks").json()
-    assert listed[0]["queue_item_id"] == body["queue_item_id"]
+    assert listed[0] == body
     commands = {c["name"] for c in http.get(f"/devices/{LAMP}/downlink-commands").json()}
     assert commands == {"switch", "reporting_interval", "reboot"}
+    # Every connection was the API's own role or lumiere's reader, none a superuser.
+    assert api_dbs.seen == {("control", platform_db.api_role, False),
+                            ("reader", "lumiere_reader", False)}
 
 
 def test_the_api_hides_other_members_devices_and_needs_the_right_to_command(
@@ -288,8 +380,122 @@ def test_the_api_hides_other_members_devices_and_needs_the_right_to_command(
     assert http.post(f"/devices/{LAMP}/downlinks", json=body).status_code == 202
 
 
+def test_the_api_answers_503_and_sends_nothing_until_tenants_apply_granted_it(
+    api_client: tuple[TestClient, dict[str, routes.Actor]], chirpstack: FakeChirpStack,
+    provisioned: psycopg.Connection, platform_db: Settings,
+) -> None:
+    http, _ = api_client
+    provisioned.execute(sql.SQL("REVOKE INSERT ON tenant_lumiere.downlinks FROM {}").format(
+        sql.Identifier(platform_db.api_role)))
+    try:
+        response = http.post(f"/devices/{LAMP}/downlinks", json={"command": "reboot"})
+    finally:
+        grant_downlink_requests(provisioned, platform_db, "tenant_lumiere")
+    assert response.status_code == 503
+    assert "hypervision tenants apply" in response.json()["detail"]
+    assert LAMP not in chirpstack.store.queue
+
+
 def test_without_an_override_the_routes_refuse_everyone(platform_db: Settings) -> None:
     app = FastAPI()
     app.include_router(routes.router)
     with TestClient(app) as http:
         assert http.get(f"/devices/{LAMP}/downlinks").status_code == 401
+
+
+# The API application, deployed as in compose: no superuser connection at all ------------
+
+AGENT = "agent@lumiere.example.org"
+# A superuser connection that cannot be opened: a socket folder that does not exist. The
+# compose `api` service has no admin settings: this is what it would get.
+NO_ADMIN = "host=/nonexistent/hv-no-admin dbname=hypervision user=nobody connect_timeout=2"
+
+
+@pytest.fixture
+def agent_token(lumiere: TenantSpec, platform_db: Settings) -> Iterator[str]:
+    """A token of an admin account of lumiere, removed afterwards."""
+    setup = Who("system:test-setup")
+    with connect_admin(platform_db) as conn:
+        accounts.upsert_account(conn, setup, email=AGENT, name="Agent Lumière",
+                                member="lumiere", rights=["read", "admin"])
+        issued = accounts.create_token(conn, setup, email=AGENT,
+                                       expires_at=datetime.now(UTC) + timedelta(hours=1))
+    yield issued.secret
+    with connect_admin(platform_db) as conn:
+        conn.execute("DELETE FROM hv.api_tokens WHERE account_id IN"
+                     " (SELECT id FROM hv.accounts WHERE email = %s)", (AGENT,))
+        conn.execute("DELETE FROM hv.accounts WHERE email = %s", (AGENT,))
+
+
+@pytest.fixture
+def no_admin(platform_db: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings, and the process's environment, where the superuser is out of reach."""
+    monkeypatch.setenv("HV_ADMIN_DATABASE_URL", NO_ADMIN)
+    get_settings.cache_clear()
+    settings = platform_db.model_copy(update={"admin_database_url": SecretStr(NO_ADMIN)})
+    assert get_settings().admin_conninfo() == settings.admin_conninfo() == NO_ADMIN
+    for unusable in (settings, get_settings()):
+        with pytest.raises(psycopg.OperationalError):
+            connect_admin(unusable).close()
+    yield settings
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_the_api_application_sends_and_lists_downlinks_without_a_superuser_connection(
+    provisioned: psycopg.Connection, client: ChirpStack, chirpstack: FakeChirpStack,
+    agent_token: str, no_admin: Settings,
+) -> None:
+    app = create_app(no_admin)
+    app.dependency_overrides[routes.get_chirpstack] = lambda: (lambda: client)
+    headers = {"Authorization": f"Bearer {agent_token}", "X-Request-ID": "req-no-admin"}
+    with TestClient(app, raise_server_exceptions=False) as http:
+        sent = http.post(f"/api/v1/devices/{LAMP}/downlinks", headers=headers,
+                         json={"command": "switch", "params": {"circuits": "all",
+                                                               "state": "off"}})
+        assert sent.status_code == 202, sent.text
+        body = sent.json()
+        assert (body["requested_by"], body["data_hex"]) == (f"user:{AGENT}", "08ff00")
+        listed = http.get(f"/api/v1/devices/{LAMP}/downlinks", headers=headers)
+        assert listed.status_code == 200 and listed.json()[0] == body
+        commands = http.get(f"/api/v1/devices/{LAMP}/downlink-commands", headers=headers)
+        assert commands.status_code == 200 and len(commands.json()) == 3
+    assert chirpstack.store.queue[LAMP][-1].id == body["queue_item_id"]
+    # The audit entry went with the row, with the caller and the request's id.
+    entry = provisioned.execute(
+        "SELECT actor, member_slug, source, request_id FROM hv.audit_log"
+        " WHERE action = 'downlink.enqueue' AND after->>'queue_item_id' = %s",
+        (body["queue_item_id"],)).fetchone()
+    assert entry == (f"user:{AGENT}", "lumiere", "api", "req-no-admin")
+
+
+def test_the_api_role_may_insert_downlink_requests_and_nothing_else_of_the_member(
+    provisioned: psycopg.Connection, platform_db: Settings,
+) -> None:
+    """Checked on a real connection as the API role: INSERT of the request's columns on
+    `downlinks`, no reading it back, no forging a state, no other table."""
+    columns = ("(queue_item_id, dev_eui, model_id, command, params, f_port, data, confirmed,"
+               " requested_by")
+    values = ("VALUES (gen_random_uuid(), '1c1c1c1c1c1c0001', 'milesight-ws558', 'reboot',"
+              " '{}', 85, '\\xff10ff', true, 'user:x@example.org'")
+    request = f"INSERT INTO tenant_lumiere.downlinks {columns}) {values})"
+    with connect_as(platform_db, platform_db.api_role, autocommit=True) as conn:
+        with conn.transaction(force_rollback=True):
+            assert conn.execute(request).rowcount == 1
+        for statement in (
+            f"{request} RETURNING queue_item_id",
+            f"INSERT INTO tenant_lumiere.downlinks {columns}, status) {values}, 'acknowledged')",
+            f"INSERT INTO tenant_lumiere.downlinks {columns}, requested_at) {values},"
+            " '2020-01-01')",
+            "SELECT queue_item_id FROM tenant_lumiere.downlinks LIMIT 1",
+            "UPDATE tenant_lumiere.downlinks SET status = 'acknowledged'",
+            "DELETE FROM tenant_lumiere.downlinks",
+            "SELECT 1 FROM tenant_lumiere.measurements LIMIT 1",
+            "SELECT 1 FROM tenant_lumiere.uplinks LIMIT 1",
+            "SELECT 1 FROM tenant_lumiere.device_events LIMIT 1",
+            "SELECT 1 FROM tenant_lumiere.device_state LIMIT 1",
+            "INSERT INTO tenant_lumiere.measurements (time, dev_eui, metric, value)"
+            " VALUES (now(), '1c1c1c1c1c1c0001', 'x', 1)",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                conn.execute(statement)

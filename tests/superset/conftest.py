@@ -51,6 +51,17 @@ def alpha_spec_with_users(specs: list[Any], *emails: str) -> list[Any]:
     ]
 
 
+def refresh_rollups(settings: Settings, slugs: list[str]) -> None:
+    """What the refresh job does in production: some dashboards read the tables it keeps
+    (dash_water_daily, dash_waste_latest)."""
+    from hypervision.analytics import members, rollups
+    from hypervision.db import connect_admin
+
+    with connect_admin(settings) as conn:
+        for slug in slugs:
+            rollups.refresh(conn, members.member(conn, slug), settings)
+
+
 @pytest.fixture(scope="session")
 def superset(platform_db: Settings) -> Iterator[Deployment]:
     from hypervision.superset import process, provision
@@ -61,6 +72,7 @@ def superset(platform_db: Settings) -> Iterator[Deployment]:
     specs = load_dir(TENANTS)
     uplinks = {s.name: feed_history(settings, [s], days=3, seed=11 + i)
                for i, s in enumerate(specs)}
+    refresh_rollups(settings, [s.name for s in specs])
     process.start(settings)
     try:
         results = provision.apply(settings, alpha_spec_with_users(specs, ALPHA_USER),

@@ -359,7 +359,7 @@ def evaluate_member(
 ) -> Evaluation:
     """Evaluate one member's rules with its current declaration (the superuser connection
     copies it first, then works as the member's owner role)."""
-    config = sync(admin, m, settings)
+    config = sync(admin, m)
     with admin.transaction():
         if now is None:
             row = admin.execute("SELECT now()").fetchone()

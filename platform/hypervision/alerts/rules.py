@@ -1,4 +1,5 @@
-"""The alert rule model: what a member declares under `alerts:` (see alerts/README.md).
+"""The alert rule model: what a member declares under `alerts:` in its tenant file,
+tenants/<slug>.yaml (fields: tenants/README.md; behaviour: alerts/README.md).
 
 A rule watches one condition on the member's devices and says who to tell:
 
@@ -17,6 +18,9 @@ A rule watches one condition on the member's devices and says who to tell:
 for the member's `health.silent_factor` times its model's usual interval); `leak` opens
 when a water meter's night flow has not fallen to zero for `threshold` nights in a row
 (default: the member's `water.leak_nights`).
+
+This module imports nothing from `hypervision` (the tenant spec imports it, not the other
+way round).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     BeforeValidator,
@@ -121,3 +126,15 @@ class AlertRule(_Strict):
         elif self.metric is not None:
             raise ValueError(f"condition {self.condition!r} takes no metric")
         return self
+
+
+def _unique_names(rules: list[AlertRule]) -> list[AlertRule]:
+    names = [r.name for r in rules]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"rule names must be unique: {', '.join(twice)} declared twice")
+    return rules
+
+
+AlertRules = Annotated[list[AlertRule], AfterValidator(_unique_names)]
+"""A member's rules: names are unique, since alerts are kept per rule name and device."""

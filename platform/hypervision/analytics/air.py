@@ -11,7 +11,9 @@ Per sensor and UTC hour, the refresh job writes air_hourly:
    (strictly), each reading holding until the next one but at most two usual intervals
    of its model (a silent sensor does not keep a room "above" for days);
 3. the ICONE counts of the readings taken while occupied: n0 below 1000 ppm, n1 from
-   1000 to 1700 ppm, n2 above 1700 ppm.
+   1000 to 1700 ppm, n2 above 1700 ppm;
+4. the hour's CO2, temperature and humidity (count, sum, CO2 maximum) from its hourly
+   rollups, so that a room's hours are read from air_hourly alone (`derive`).
 A room (location.building and location.room of the tenant file; the device name when no
 room is given) sums the counts of its sensors and takes the worst sensor's durations.
 ICONE over any period is then computed from summed counts: with N = n0 + n1 + n2,
@@ -163,11 +165,48 @@ def recompute(
     series.copy_rows(conn, schema, "air_hourly",
                      ("bucket", "dev_eui", "occupied_s", "above_low_s", "above_high_s",
                       "low_ppm", "high_ppm", "n0", "n1", "n2"), rows)
+    derive(conn, schema, windows, timezone)
+    return len(rows)
+
+
+def derive(
+    conn: psycopg.Connection, schema: str, ranges: Mapping[str, Range], timezone: str
+) -> None:
+    """Recompute what is computed from air_hourly for the hours of each sensor's range
+    [lo, hi), in the caller's transaction: the CO2, temperature and humidity of each hour
+    (count, sum, CO2 maximum, from rollup_hourly), so that rooms are read from air_hourly
+    alone (v_air_salles_horaires), and the local days overlapping the range (air_daily)."""
+    if not ranges:
+        return
+    conn.execute(
+        sql.SQL(
+            """
+            UPDATE {s}.air_hourly a
+            SET co2_n = x.co2_n, co2_sum = x.co2_sum, co2_max = x.co2_max,
+                temperature_n = x.t_n, temperature_sum = x.t_sum,
+                humidity_n = x.rh_n, humidity_sum = x.rh_sum
+            FROM (
+                SELECT h.dev_eui, h.bucket,
+                       sum(h.n) FILTER (WHERE h.metric = %(co2)s) AS co2_n,
+                       sum(h.sum) FILTER (WHERE h.metric = %(co2)s) AS co2_sum,
+                       max(h.max) FILTER (WHERE h.metric = %(co2)s) AS co2_max,
+                       sum(h.n) FILTER (WHERE h.metric = %(t)s) AS t_n,
+                       sum(h.sum) FILTER (WHERE h.metric = %(t)s) AS t_sum,
+                       sum(h.n) FILTER (WHERE h.metric = %(rh)s) AS rh_n,
+                       sum(h.sum) FILTER (WHERE h.metric = %(rh)s) AS rh_sum
+                FROM {ranges} JOIN {s}.rollup_hourly h ON h.dev_eui = r.dev_eui
+                     AND h.metric = ANY(ARRAY[%(co2)s, %(t)s, %(rh)s])
+                     AND h.bucket >= r.lo AND h.bucket < r.hi
+                GROUP BY h.dev_eui, h.bucket) x
+            WHERE a.dev_eui = x.dev_eui AND a.bucket = x.bucket
+            """
+        ).format(s=sql.Identifier(schema), ranges=series.RANGES),
+        {**series.range_params(ranges), "co2": CO2, "t": TEMPERATURE, "rh": HUMIDITY},
+    )
     series.local_days(conn, schema, "air_hourly", "air_daily",
                       "occupied_s, above_low_s, above_high_s, n0, n1, n2",
                       "sum(h.occupied_s), sum(h.above_low_s), sum(h.above_high_s), sum(h.n0),"
-                      " sum(h.n1), sum(h.n2)", windows, timezone)
-    return len(rows)
+                      " sum(h.n1), sum(h.n2)", ranges, timezone)
 
 
 def _hold(device: Device) -> dt.timedelta:

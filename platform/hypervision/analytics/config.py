@@ -1,13 +1,16 @@
 """A member's analytics settings: occupancy calendars, water, waste, air and health
 thresholds, and its alert rules (see platform/hypervision/analytics/README.md).
 
-They are declared in `<analytics_dir>/<slug>.yaml` (default `tenants/analytics/`), a
-self-describing file (`version: v1`, `kind: analytics`, `name: <slug>`) validated strictly
-here; every field has a default, so a member without a file gets the defaults. Once the
-tenant spec carries these fields (`analytics:` and `alerts:` in tenants/<slug>.yaml), the
-refresh job reads them from the member's row in hv.members instead. The job copies the
-result into the member's own `analytics_settings` table, so views and the API (which read
-with the member's read-only role) see the same settings as the jobs.
+They are declared in the member's tenant file, tenants/<slug>.yaml, under `analytics:`
+(the `AnalyticsSettings` model) and `alerts:` (`AlertRules`); every field is documented in
+tenants/README.md and has a default. The tenant spec (hypervision.tenancy.spec) validates
+them with the models of this module, so a mistake is reported by `hypervision tenants
+validate|plan` with the file and the field; `tenants apply` stores the spec in
+hv.members.spec. The refresh job builds `MemberAnalytics` from that row (`for_member`) and
+copies it into the member's own `analytics_settings` table, so views and the API (which
+read with the member's read-only role) see the same settings as the jobs.
+
+This module imports nothing from hypervision.tenancy: the tenant spec imports it.
 """
 
 from __future__ import annotations
@@ -15,14 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hypervision.alerts.rules import AlertRule
+from hypervision.alerts.rules import AlertRules
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -30,7 +31,7 @@ _SPAN = re.compile(r"^([0-2]\d):([0-5]\d)-([0-2]\d):([0-5]\d)$")
 
 
 class ConfigError(Exception):
-    """An analytics file is invalid; the message names the file and the field."""
+    """Stored analytics settings are invalid; the message names where and the field."""
 
 
 class _Strict(BaseModel):
@@ -80,9 +81,12 @@ class Calendar(_Strict):
     @field_validator("week")
     @classmethod
     def _spans(cls, week: dict[Weekday, list[str]]) -> dict[Weekday, list[str]]:
-        for spans in week.values():
+        for day, spans in week.items():
             for text in spans:
-                _span(text)
+                try:
+                    _span(text)
+                except ValueError as exc:
+                    raise ValueError(f"{day}: {exc}") from None
         return week
 
     def occupied(
@@ -172,36 +176,34 @@ class HealthSettings(_Strict):
     window_days: int = Field(default=7, ge=1, description="window of loss rates and trends")
 
 
-class MemberAnalytics(_Strict):
-    """Everything analytics and alerts need to know about one member."""
+class AnalyticsSettings(_Strict):
+    """The `analytics:` section of a tenant file: calendars and thresholds."""
 
-    version: Literal["v1"] = "v1"
-    kind: Literal["analytics"] = "analytics"
-    name: str = Field(default="", description="the member's slug")
     timezone: str = Field(default="Europe/Paris", description="zone of days and months")
     water: WaterSettings = Field(default_factory=WaterSettings)
     waste: WasteSettings = Field(default_factory=WasteSettings)
     air: AirSettings = Field(default_factory=AirSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
-    alerts: list[AlertRule] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return _zone(value)
 
-    @field_validator("alerts")
-    @classmethod
-    def _unique_rules(cls, rules: list[AlertRule]) -> list[AlertRule]:
-        names = [r.name for r in rules]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"rule names must be unique: {', '.join(twice)}")
-        return rules
-
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class MemberAnalytics(AnalyticsSettings):
+    """Everything analytics and alerts need to know about one member: its `analytics:`
+    section and its `alerts:` rules. Stored as JSON in the member's `analytics_settings`
+    table, self-described by `version`, `kind` and `name`."""
+
+    version: Literal["v1"] = "v1"
+    kind: Literal["analytics"] = "analytics"
+    name: str = Field(default="", description="the member's slug")
+    alerts: AlertRules = Field(default_factory=list)
 
 
 def _describe(error: ValidationError) -> Iterator[str]:
@@ -218,25 +220,9 @@ def parse(raw: Any, where: str) -> MemberAnalytics:
         raise ConfigError(f"{where}: invalid analytics settings\n{problems}") from None
 
 
-def load_file(path: Path) -> MemberAnalytics:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
-    config = parse(raw, str(path))
-    if config.name and config.name != path.stem:
-        raise ConfigError(f"{path}: name '{config.name}' must match the file name")
-    return config
-
-
-def for_member(folder: Path, slug: str, spec: dict[str, Any] | None = None) -> MemberAnalytics:
-    """The member's settings: from its tenant spec when it declares them, else from
-    `<folder>/<slug>.yaml`, else the defaults."""
-    if spec and ("analytics" in spec or "alerts" in spec):
-        body = dict(spec.get("analytics") or {})
-        body["alerts"] = spec.get("alerts") or []
-        return parse({**body, "name": slug}, f"tenants/{slug}.yaml")
-    path = folder / f"{slug}.yaml"
-    if path.exists():
-        return load_file(path)
-    return MemberAnalytics(name=slug)
+def for_member(slug: str, spec: dict[str, Any] | None) -> MemberAnalytics:
+    """The member's settings, from its tenant spec as stored in hv.members.spec (the
+    defaults for what it does not declare, or for a spec applied before these fields)."""
+    spec = spec or {}
+    body = {**(spec.get("analytics") or {}), "alerts": spec.get("alerts") or [], "name": slug}
+    return parse(body, f"member {slug} (hv.members.spec, from tenants/{slug}.yaml)")

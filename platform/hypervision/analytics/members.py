@@ -1,7 +1,8 @@
 """Members as analytics sees them: their schema, their devices, their settings.
 
 `sync` copies a member's devices (from the shared catalogue) and its analytics settings
-(from its declaration) into its own schema, where views and the member's read-only role
+(the `analytics:` and `alerts:` of its tenant file, as `tenants apply` stored them in
+hv.members.spec) into its own schema, where views and the member's read-only role
 can reach them. It needs the superuser connection; everything else in this package reads
 the member's schema only, so the API can call it with the member's read-only role.
 """
@@ -9,7 +10,6 @@ the member's schema only, so the API can call it with the member's read-only rol
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -17,7 +17,6 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from hypervision.analytics.config import MemberAnalytics, for_member, parse
-from hypervision.settings import Settings
 from hypervision.tenancy.spec import member_role
 
 
@@ -53,10 +52,6 @@ class Device:
             return None
 
 
-def analytics_dir(settings: Settings) -> Path:
-    return settings.analytics_dir or settings.tenants_dir / "analytics"
-
-
 def members(admin: psycopg.Connection, slug: str | None = None) -> list[Member]:
     """Members of the catalogue (one, when `slug` is given), with their tenant spec."""
     rows = admin.execute(
@@ -74,12 +69,14 @@ def member(admin: psycopg.Connection, slug: str) -> Member:
     return found[0]
 
 
-def sync(admin: psycopg.Connection, m: Member, settings: Settings) -> MemberAnalytics:
+def sync(admin: psycopg.Connection, m: Member) -> MemberAnalytics:
     """Copy the member's devices and settings into its schema; return the settings.
 
-    Writes only rows that changed, so running it at every refresh costs a few reads.
+    The settings come from `m.spec`, the member's row of hv.members as read by `members`
+    or `member`. Writes only rows that changed, so running it at every refresh costs a
+    few reads.
     """
-    config = for_member(analytics_dir(settings), m.slug, m.spec)
+    config = for_member(m.slug, m.spec)
     s = sql.Identifier(m.schema)
     with admin.transaction():
         # What the member's devices and their models look like now, in one line: when it
@@ -114,11 +111,12 @@ def sync(admin: psycopg.Connection, m: Member, settings: Settings) -> MemberAnal
             sql.SQL(
                 """
                 INSERT INTO {s}.analytics_devices AS a
-                    (dev_eui, name, model_id, category, data_class, building, room,
+                    (dev_eui, name, model_id, category, data_class, building, room, address,
                      typical_interval_s, variables, active)
                 SELECT d.dev_eui, d.name, d.model_id, m.category,
                        coalesce(d.spec ->> 'data_class', 'technical'),
                        d.spec -> 'location' ->> 'building', d.spec -> 'location' ->> 'room',
+                       d.spec -> 'location' ->> 'address',
                        coalesce((m.spec ->> 'typical_interval_s')::integer, 3600),
                        d.variables, d.active
                 FROM hv.devices d JOIN hv.device_models m ON m.id = d.model_id
@@ -127,14 +125,14 @@ def sync(admin: psycopg.Connection, m: Member, settings: Settings) -> MemberAnal
                     name = EXCLUDED.name, model_id = EXCLUDED.model_id,
                     category = EXCLUDED.category, data_class = EXCLUDED.data_class,
                     building = EXCLUDED.building, room = EXCLUDED.room,
-                    typical_interval_s = EXCLUDED.typical_interval_s,
+                    address = EXCLUDED.address, typical_interval_s = EXCLUDED.typical_interval_s,
                     variables = EXCLUDED.variables, active = EXCLUDED.active, synced_at = now()
                 WHERE (a.name, a.model_id, a.category, a.data_class, a.building, a.room,
-                       a.typical_interval_s, a.variables, a.active)
+                       a.address, a.typical_interval_s, a.variables, a.active)
                    IS DISTINCT FROM
                       (EXCLUDED.name, EXCLUDED.model_id, EXCLUDED.category, EXCLUDED.data_class,
-                       EXCLUDED.building, EXCLUDED.room, EXCLUDED.typical_interval_s,
-                       EXCLUDED.variables, EXCLUDED.active)
+                       EXCLUDED.building, EXCLUDED.room, EXCLUDED.address,
+                       EXCLUDED.typical_interval_s, EXCLUDED.variables, EXCLUDED.active)
                 """
             ).format(s=s),
             {"slug": m.slug},

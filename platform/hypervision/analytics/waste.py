@@ -12,6 +12,8 @@ of containers to empty (see analytics/README.md, "Waste").
 - A container is on today's list when its level is at least `waste.empty_above_pct`, or
   when it will be full before the next round (`waste.round_days`, the first round day
   after today).
+- The refresh job keeps each container's state at its latest reading (level, last
+  collection, fill rate) in waste_containers, which the views read (`recompute_states`).
 """
 
 from __future__ import annotations
@@ -117,6 +119,85 @@ def next_round(today: dt.date, round_days: Sequence[str]) -> dt.date | None:
 
 
 @dataclass(frozen=True)
+class State:
+    """A container's state as of a given time (a row of waste_containers)."""
+
+    measured_at: dt.datetime
+    level_pct: float
+    last_collection: dt.datetime | None
+    rate_pct_per_day: float | None
+    rate_readings: int
+
+
+def _states(
+    conn: psycopg.Connection, schema: str, at: Mapping[str, dt.datetime],
+    known: Mapping[str, Device], settings: WasteSettings,
+) -> dict[str, State]:
+    """Each container's state as of its time in `at`: its latest level at or before that
+    time, its last collection at or before it, and the fill rate over the readings since
+    the later of that collection and `rate_days` before the time."""
+    if not at:
+        return {}
+    span = dt.timedelta(days=settings.rate_days)
+    found = _levels(conn, schema, {e: (t - span, t + dt.timedelta(microseconds=1))
+                                   for e, t in at.items()}, known, before=1, after=0)
+    euis = list(at)
+    last_collections = dict(conn.execute(
+        sql.SQL("SELECT r.dev_eui, max(c.time)"
+                " FROM unnest(%s::text[], %s::timestamptz[]) AS r(dev_eui, at)"
+                " JOIN {}.waste_collections c ON c.dev_eui = r.dev_eui AND c.time <= r.at"
+                " GROUP BY r.dev_eui").format(sql.Identifier(schema)),
+        (euis, [at[e] for e in euis]),
+    ).fetchall())
+    out = {}
+    for dev_eui, readings in found.items():
+        if not readings:
+            continue
+        start = at[dev_eui] - span
+        collected = last_collections.get(dev_eui)
+        recent = [r for r in readings if r[0] >= start and (collected is None or r[0] >= collected)]
+        t, level = readings[-1]
+        out[dev_eui] = State(t, level, collected, fill_rate(recent), len(recent))
+    return out
+
+
+def recompute_states(
+    conn: psycopg.Connection, schema: str, dev_euis: Sequence[str],
+    known: Mapping[str, Device], settings: WasteSettings,
+) -> int:
+    """Rewrite the waste_containers rows of these containers: their state at their latest
+    reading (what v_dechets_conteneurs and dash_waste_latest read). Runs in the caller's
+    transaction, after the collections; returns the number of rows written."""
+    euis = [e for e in dev_euis if e in known]
+    if not euis:
+        return 0
+    s = sql.Identifier(schema)
+    latest = dict(conn.execute(
+        sql.SQL(
+            """
+            SELECT r.dev_eui, greatest(
+                (SELECT m.time FROM {s}.measurements m WHERE m.dev_eui = r.dev_eui
+                 AND m.metric = %(level)s ORDER BY m.time DESC LIMIT 1),
+                (SELECT m.time FROM {s}.measurements m WHERE m.dev_eui = r.dev_eui
+                 AND m.metric = %(distance)s ORDER BY m.time DESC LIMIT 1))
+            FROM unnest(%(euis)s::text[]) AS r(dev_eui)
+            """
+        ).format(s=s),
+        {"euis": euis, "level": LEVEL, "distance": DISTANCE},
+    ).fetchall())
+    states = _states(conn, schema, {e: t for e, t in latest.items() if t is not None}, known,
+                     settings)
+    conn.execute(sql.SQL("DELETE FROM {}.waste_containers WHERE dev_eui = ANY(%s)").format(s),
+                 (euis,))
+    series.copy_rows(conn, schema, "waste_containers",
+                     ("dev_eui", "measured_at", "level_pct", "last_collection",
+                      "rate_pct_per_day", "rate_readings"),
+                     [(e, x.measured_at, x.level_pct, x.last_collection, x.rate_pct_per_day,
+                       x.rate_readings) for e, x in sorted(states.items())])
+    return len(states)
+
+
+@dataclass(frozen=True)
 class Container:
     """A container's state and forecast at a given time."""
 
@@ -139,25 +220,13 @@ def containers(
 ) -> list[Container]:
     """Every container with a level at `now`, its fill rate and forecast."""
     known = devices(conn, schema, category="waste")
-    start = now - dt.timedelta(days=settings.rate_days)
-    until = now + dt.timedelta(microseconds=1)
-    found = _levels(conn, schema, {e: (start, until) for e in known}, known, before=1, after=0)
-    last_collections = dict(conn.execute(
-        sql.SQL("SELECT dev_eui, max(time) FROM {}.waste_collections WHERE time <= %s"
-                " GROUP BY dev_eui").format(sql.Identifier(schema)),
-        (now,),
-    ).fetchall())
     round_day = next_round(now.astimezone(ZoneInfo(timezone)).date(), settings.round_days)
     round_at = (dt.datetime.combine(round_day, dt.time(0), ZoneInfo(timezone))
                 if round_day else None)
     out = []
-    for dev_eui, readings in found.items():
-        if not readings:
-            continue
-        collected = last_collections.get(dev_eui)
-        recent = [r for r in readings if r[0] >= start and (collected is None or r[0] >= collected)]
-        t, level = readings[-1]
-        rate = fill_rate(recent)
+    for dev_eui, x in _states(conn, schema, dict.fromkeys(known, now), known,
+                              settings).items():
+        t, level, rate = x.measured_at, x.level_pct, x.rate_pct_per_day
         days = None
         full_at = None
         if level >= settings.full_pct:
@@ -171,7 +240,7 @@ def containers(
         elif full_at is not None and round_at is not None and full_at <= round_at:
             reason = "forecast"
         out.append(Container(dev_eui, known[dev_eui].name, level, t, rate, days, full_at,
-                             collected, round_day, bool(reason), reason))
+                             x.last_collection, round_day, bool(reason), reason))
     return out
 
 

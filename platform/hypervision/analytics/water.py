@@ -12,8 +12,9 @@ How a step between two consecutive readings (index v0 then v1) is read:
 A step's volume is spread evenly over the time between the two readings; a step longer
 than three usual intervals (at least two hours) is a gap, and the hours it covers are
 `estimated`. The refresh job writes the result per hour (water_hourly), per local day
-(water_daily) and month (water_monthly), with rollovers, replacements, backflows and gaps
-in water_events.
+(water_daily, with the day's index, readings and history statistics) and month
+(water_monthly), with rollovers, replacements, backflows and gaps in water_events, and the
+night flows in water_nights (`derive`).
 """
 
 from __future__ import annotations
@@ -158,8 +159,139 @@ def recompute(
                       "volume_l"), events)
     series.local_days(conn, schema, "water_hourly", "water_daily", "volume_l, estimated, hours",
                       "sum(h.volume_l), bool_or(h.estimated), count(*)", written, timezone)
-    _months(conn, schema, written, timezone)
+    derive(conn, schema, written, settings, timezone)
     return len(hourly)
+
+
+def derive(
+    conn: psycopg.Connection, schema: str, ranges: Mapping[str, Range],
+    settings: WaterSettings, timezone: str, nights: Mapping[str, Range] | None = None,
+) -> None:
+    """Recompute what is computed from water_hourly and water_daily around each meter's
+    range [lo, hi), in the caller's transaction:
+    1. the highest index and the number of readings of its local days (rollup_daily);
+    2. the history statistics of those days and of the `abnormal_history_days` after
+       them, whose history they are part of;
+    3. the local months overlapping the range (water_monthly);
+    4. the nights overlapping the range, or the range given in `nights` (water_nights).
+    What the dashboards and views read, so that none of it is computed at each read."""
+    if not ranges:
+        return
+    _day_readings(conn, schema, ranges, timezone)
+    _history(conn, schema, ranges, settings, timezone)
+    _months(conn, schema, ranges, timezone)
+    _nights(conn, schema, ranges if nights is None else nights, settings, timezone)
+
+
+def _days(extra_days: int = 0) -> sql.Composed:
+    """Per meter, the first and last local day of its range (plus `extra_days`)."""
+    return sql.SQL(
+        "SELECT dev_eui, (lo AT TIME ZONE %(tz)s)::date AS d0,"
+        " ((hi - interval '1 microsecond') AT TIME ZONE %(tz)s)::date + {extra} AS d1"
+        " FROM {ranges}").format(extra=sql.Literal(extra_days), ranges=series.RANGES)
+
+
+def _day_readings(
+    conn: psycopg.Connection, schema: str, ranges: Mapping[str, Range], timezone: str
+) -> None:
+    """Step 1 of `derive`: index and readings of each day, from the daily rollups (the
+    same local days as water_daily's); a day inside a gap has none."""
+    s = sql.Identifier(schema)
+    conn.execute(
+        sql.SQL(
+            """
+            UPDATE {s}.water_daily w SET index_l = r.max, readings = r.n
+            FROM ({days}) x JOIN {s}.rollup_daily r ON r.dev_eui = x.dev_eui
+                 AND r.metric = %(metric)s AND r.day BETWEEN x.d0 AND x.d1
+            WHERE w.dev_eui = r.dev_eui AND w.day = r.day
+              AND (w.index_l, w.readings) IS DISTINCT FROM (r.max, r.n)
+            """
+        ).format(s=s, days=_days()),
+        {**series.range_params(ranges), "tz": timezone, "metric": INDEX},
+    )
+
+
+def _history(
+    conn: psycopg.Connection, schema: str, ranges: Mapping[str, Range],
+    settings: WaterSettings, timezone: str,
+) -> None:
+    """Step 2 of `derive`: per day, the number, mean and (population) standard deviation
+    of the meter's measured days among the `abnormal_history_days` before it, as
+    `abnormal_days` computes them."""
+    s = sql.Identifier(schema)
+    h = settings.abnormal_history_days
+    conn.execute(
+        sql.SQL(
+            """
+            WITH x AS ({days}),
+            s AS (
+                SELECT w.dev_eui, w.day, x.d0,
+                       count(*) FILTER (WHERE NOT w.estimated) OVER past AS n,
+                       avg(w.volume_l) FILTER (WHERE NOT w.estimated) OVER past AS mean,
+                       stddev_pop(w.volume_l) FILTER (WHERE NOT w.estimated) OVER past AS sd
+                FROM x JOIN {s}.water_daily w ON w.dev_eui = x.dev_eui
+                     AND w.day >= x.d0 - %(h)s AND w.day <= x.d1
+                WINDOW past AS (PARTITION BY w.dev_eui ORDER BY w.day
+                                RANGE BETWEEN %(span)s PRECEDING AND interval '1 day' PRECEDING))
+            UPDATE {s}.water_daily w
+            SET history_days = s.n, history_mean_l = s.mean, history_stdev_l = s.sd
+            FROM s
+            WHERE w.dev_eui = s.dev_eui AND w.day = s.day AND s.day >= s.d0
+              AND (w.history_days, w.history_mean_l, w.history_stdev_l)
+                  IS DISTINCT FROM (s.n, s.mean, s.sd)
+            """
+        ).format(s=s, days=_days(h)),
+        {**series.range_params(ranges), "tz": timezone, "h": h, "span": dt.timedelta(days=h)},
+    )
+
+
+def _nights(
+    conn: psycopg.Connection, schema: str, ranges: Mapping[str, Range],
+    settings: WaterSettings, timezone: str,
+) -> None:
+    """Step 4 of `derive`: the nights ending from the first local day of each range to
+    the day after its last (a night starting the evening before ends the next day), as
+    `nights` computes them: delete them, insert them again from water_hourly."""
+    if not ranges:
+        return
+    s = sql.Identifier(schema)
+    params = {**series.range_params(ranges), "tz": timezone, "start": settings.night_start,
+              "end": settings.night_end,
+              "eve": 0 if settings.night_start < settings.night_end else 1}
+    conn.execute(
+        sql.SQL("DELETE FROM {s}.water_nights n USING ({days}) x"
+                " WHERE n.dev_eui = x.dev_eui AND n.night BETWEEN x.d0 AND x.d1").format(
+            s=s, days=_days(1)),
+        params,
+    )
+    conn.execute(
+        sql.SQL(
+            """
+            WITH windows AS (
+                SELECT x.dev_eui, g.night, w.a, w.b,
+                       ceil(extract(epoch FROM w.b - time_bucket('1 hour', w.a)) / 3600)::integer
+                           AS expected
+                FROM ({days}) x
+                CROSS JOIN LATERAL (SELECT d::date AS night FROM generate_series(
+                    x.d0::timestamp, x.d1::timestamp, interval '1 day') d) g
+                CROSS JOIN LATERAL (
+                    SELECT ((g.night - %(eve)s) + %(start)s::time) AT TIME ZONE %(tz)s AS a,
+                           (g.night + %(end)s::time) AT TIME ZONE %(tz)s AS b) w)
+            INSERT INTO {s}.water_nights
+                (night, dev_eui, min_volume_l, hours, estimated_hours, expected_hours)
+            SELECT n.night, n.dev_eui, h.min_volume_l, h.hours, h.estimated, n.expected
+            FROM windows n
+            -- One index probe per meter and night, whatever the number of windows.
+            CROSS JOIN LATERAL (
+                SELECT min(h.volume_l) AS min_volume_l, count(*) AS hours,
+                       count(*) FILTER (WHERE h.estimated) AS estimated
+                FROM {s}.water_hourly h
+                WHERE h.dev_eui = n.dev_eui AND h.bucket >= n.a AND h.bucket < n.b) h
+            WHERE h.hours > 0
+            """
+        ).format(s=s, days=_days(1)),
+        params,
+    )
 
 
 def _months(

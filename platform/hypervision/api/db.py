@@ -3,7 +3,11 @@ small pool per member connecting as that member's reader role.
 
 Member data is never read with the API's own role: `Databases.reader(slug)` connects as
 `<slug>_reader`, so a bug in a handler cannot cross into another member's schema; the
-database refuses it (BRIEF.md, "Tenancy").
+database refuses it (BRIEF.md, "Tenancy"). What the API changes in a member's schema, it
+changes with its own role, holding column privileges on that one table, granted per member
+by `tenants apply`: the state of alerts (`grant_alert_changes`) and new downlink requests
+(`grant_downlink_requests`). The API never connects as the superuser, nor as a member's
+writer or owner role.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from hypervision import audit
+from hypervision.chirpstack.downlinks import REQUEST_COLUMNS as DOWNLINK_REQUEST_COLUMNS
 from hypervision.settings import Settings
 from hypervision.tenancy.spec import member_role
 
@@ -49,6 +54,54 @@ def ensure_api_role(conn: psycopg.Connection, settings: Settings) -> None:
         conn.execute(sql.SQL(statement).format(  # type: ignore[arg-type]
             db=sql.Identifier(settings.pg_database), role=role))
     audit.grant_writer(conn, settings.api_role)
+
+
+# The columns a person changes when acknowledging or closing an alert
+# (hypervision.alerts.lifecycle); the API role may update these and read only id and state.
+ALERT_CHANGE_COLUMNS = ("state", "acknowledged_at", "acknowledged_by", "closed_at", "closed_by",
+                        "close_reason")
+
+
+def grant_alert_changes(conn: psycopg.Connection, settings: Settings, schema: str) -> None:
+    """Let the API role acknowledge and close one member's alerts (run as the superuser by
+    `tenants apply`, for every member; idempotent).
+
+    Only the member's owner may write its tables, and the reader role stays read-only, so
+    the API role gets column privileges on the `alerts` table and nothing else of the
+    schema: UPDATE of the columns a person changes, SELECT of `id` and `state` (what the
+    conditional UPDATE needs). It cannot read an alert's content, nor any other table.
+    """
+    _grant_columns(conn, settings, schema, "alerts",
+                   {"SELECT": ("id", "state"), "UPDATE": ALERT_CHANGE_COLUMNS})
+
+
+def grant_downlink_requests(conn: psycopg.Connection, settings: Settings, schema: str) -> None:
+    """Let the API role record the downlinks its callers send to one member's devices (run
+    as the superuser by `tenants apply`, for every member; idempotent).
+
+    INSERT of the columns a request sets (hypervision.chirpstack.downlinks.REQUEST_COLUMNS)
+    on the `downlinks` table, and nothing else: it cannot read downlinks (listing them goes
+    through the member's reader role), nor change their state (`status`, `sent_at`,
+    `acked_at`... are the tracking's, as the member's writer role), nor touch any other
+    table of the schema.
+    """
+    _grant_columns(conn, settings, schema, "downlinks", {"INSERT": DOWNLINK_REQUEST_COLUMNS})
+
+
+def _grant_columns(conn: psycopg.Connection, settings: Settings, schema: str, table: str,
+                   privileges: dict[str, tuple[str, ...]]) -> None:
+    """GRANT the API role USAGE on the schema and these column privileges on one of its
+    tables (nothing when the table does not exist yet: an older member schema)."""
+    if conn.execute("SELECT to_regclass(%s)", (f'"{schema}".{table}',)).fetchone() == (None,):
+        return
+    role = sql.Identifier(settings.api_role)
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), role))
+    conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(
+        sql.SQL(", ").join(
+            sql.SQL("{} ({})").format(sql.SQL(privilege),
+                                      sql.SQL(", ").join(map(sql.Identifier, columns)))
+            for privilege, columns in privileges.items()),
+        sql.Identifier(schema, table), role))
 
 
 class Databases:

@@ -1,6 +1,6 @@
 """The platform API (FastAPI, OpenAPI 3 at /api/v1/openapi.json): members, devices,
-measurements, raw uplinks, usage, the audit trail and exports, for named accounts
-holding API tokens. See platform/hypervision/api/README.md.
+measurements, analytics and alerts, raw uplinks, usage, the audit trail and exports, for
+named accounts holding API tokens. See platform/hypervision/api/README.md.
 
 `create_app(settings)` builds the application; `hypervision api` serves it with uvicorn.
 Authorisation lives in api/deps.py, once; routes only declare what they need.
@@ -21,8 +21,10 @@ from psycopg_pool import PoolTimeout
 
 from hypervision import accounts
 from hypervision.api.db import Databases
-from hypervision.api.deps import AppState, CurrentPrincipal
+from hypervision.api.deps import AppState, CurrentPrincipal, State
 from hypervision.api.routes import (
+    alerts,
+    analytics,
     audit,
     auth,
     dead_letters,
@@ -64,9 +66,9 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="Hypervision API",
         version="1",
-        description="Members, devices, measurements, raw uplinks, usage, audit trail and"
-                    " exports of the Hypervision LoRaWAN platform. Every read of member data"
-                    " is recorded in the member's audit trail.",
+        description="Members, devices, measurements, analytics, alerts, raw uplinks, usage,"
+                    " audit trail and exports of the Hypervision LoRaWAN platform. Every read"
+                    " of member data is recorded in the member's audit trail.",
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=None,
         redoc_url=None,
@@ -94,7 +96,8 @@ def create_app(settings: Settings) -> FastAPI:
         """Liveness: answers without touching the database or asking for a token."""
         return {"status": "ok"}
 
-    for module in (auth, members, measurements, uplinks, usage, audit, dead_letters, exports):
+    for module in (auth, members, measurements, analytics, alerts, uplinks, usage, audit,
+                   dead_letters, exports):
         app.include_router(module.router, prefix=PREFIX)
     _mount_downlinks(app)
     # Public pages for citizens (QR codes on devices): no token, short URLs at the root.
@@ -106,7 +109,9 @@ def create_app(settings: Settings) -> FastAPI:
 
 def _mount_downlinks(app: FastAPI) -> None:
     """ChirpStack downlinks (hypervision.chirpstack.routes), with this API's callers: a
-    member's account acts for its member; a syndicate operator for any member."""
+    member's account acts for its member; a syndicate operator for any member. They use
+    this API's connections: its own role (which may insert downlink requests, per member)
+    and the members' reader roles."""
     from hypervision.chirpstack import routes as downlink_routes
 
     def downlink_actor(principal: CurrentPrincipal, request: Request) -> downlink_routes.Actor:
@@ -118,7 +123,11 @@ def _mount_downlinks(app: FastAPI) -> None:
             remote_addr=request.client.host if request.client else None,
         )
 
+    def downlink_databases(state: State) -> downlink_routes.Databases:
+        return state.dbs
+
     app.dependency_overrides[downlink_routes.get_actor] = downlink_actor
+    app.dependency_overrides[downlink_routes.get_databases] = downlink_databases
     app.include_router(downlink_routes.router, prefix=PREFIX)
 
 

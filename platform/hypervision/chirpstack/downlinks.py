@@ -8,7 +8,11 @@ moves the member's `downlinks` rows forward. Events are published independently 
 ChirpStack, so an `ack` may be stored before its `txack`: the update does not depend on
 their order. See infra/chirpstack/README.md, "Downlinks".
 
-Every enqueue is recorded in the audit trail in the same transaction as its row.
+Every enqueue is recorded in the audit trail in the same transaction as its row. The row is
+written by the connection's own role: the API's role, which holds INSERT of exactly
+`REQUEST_COLUMNS` on each member's `downlinks` and nothing else of the schema
+(`api.db.grant_downlink_requests`, run by `tenants apply`), or the superuser for the CLI.
+The members' writer roles only track downlinks (SELECT, UPDATE: tenant migration 0090).
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from psycopg.types.json import Jsonb
 from hypervision.accounts import Who
 from hypervision.chirpstack.client import ChirpStack, NotFound
 from hypervision.chirpstack.encoders import Encoded, encoder_for
-from hypervision.tenancy.spec import member_role
 
 STATUSES = ("queued", "sent", "acknowledged", "not_acknowledged")
+# The columns a request sets; the others keep their defaults (status 'queued', times
+# now()) until tracking fills them. The API role may insert these and nothing more.
+REQUEST_COLUMNS = ("queue_item_id", "dev_eui", "model_id", "command", "params", "f_port",
+                   "data", "confirmed", "requested_by")
 
 
 class DownlinkError(Exception):
@@ -42,6 +49,11 @@ class NotRecorded(DownlinkError):
 
 class DeviceNotFound(DownlinkError):
     """No such device, or not one of the caller's member (the same answer on purpose)."""
+
+
+class NotPermitted(DownlinkError):
+    """The connection's role may not record the member's downlinks (the API role before
+    `tenants apply` granted it): nothing was sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +114,20 @@ def resolve(conn: psycopg.Connection, dev_eui: str, member: str | None) -> Targe
     return target
 
 
+def may_record(conn: psycopg.Connection, schema: str) -> bool:
+    """May the connection's role insert `REQUEST_COLUMNS` into the member's `downlinks`?
+    (The schema is checked first: naming a table in a schema without USAGE is an error.)"""
+    row = conn.execute(
+        """SELECT CASE WHEN has_schema_privilege(%(schema)s, 'USAGE') THEN
+                      (SELECT bool_and(has_column_privilege(format('%%I.downlinks', %(schema)s),
+                                                            c, 'INSERT'))
+                       FROM unnest(%(columns)s::text[]) AS c)
+                  ELSE false END""",
+        {"schema": schema, "columns": list(REQUEST_COLUMNS)},
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def enqueue(
     conn: psycopg.Connection,
     client: ChirpStack,
@@ -118,8 +144,10 @@ def enqueue(
     1. Resolve the device for the caller's member; refuse removed devices and suspended
        members.
     2. Encode with the model's encoder (EncodeError for an unknown command or bad params).
-    3. In one transaction: enqueue in ChirpStack, append the audit entry, insert the row
-       (as the member's writer role). If ChirpStack refuses, nothing is written; if the
+    3. Check that the connection's role may record the row (NotPermitted otherwise): a
+       command must not reach a device when it cannot be tracked.
+    4. In one transaction: enqueue in ChirpStack, append the audit entry, insert the row
+       (as the connection's role). If ChirpStack refuses, nothing is written; if the
        database fails after ChirpStack accepted, NotRecorded says the downlink went out
        untracked.
     """
@@ -129,6 +157,10 @@ def enqueue(
     if target.suspended:
         raise DownlinkError(f"member {target.member_slug} is suspended")
     encoded, validated = encoder_for(target.model_id).encode(command, params)
+    if not may_record(conn, target.schema):
+        raise NotPermitted(
+            f"this role may not record downlinks of member {target.member_slug}: run"
+            " `hypervision tenants apply`; nothing was sent")
     item = api.DeviceQueueItem(dev_eui=target.dev_eui, confirmed=confirmed,
                                f_port=encoded.f_port, data=encoded.data)
     with conn.transaction():
@@ -151,31 +183,34 @@ def enqueue(
 
 def _record(conn: psycopg.Connection, target: Target, queue_item_id: str, command: str,
             params: dict[str, Any], encoded: Encoded, confirmed: bool, who: Who) -> Downlink:
-    """The audit entry, then the member's row (as its writer role), in the caller's
-    transaction."""
+    """The audit entry, then the member's row, in the caller's transaction.
+
+    The API role may insert the row but not read it back, so the row returned is what was
+    inserted plus the table's defaults: status `queued`, and `requested_at` and
+    `updated_at` = now(), the transaction's start time, which RETURNING reads without
+    reading the table (it names no column)."""
     record = {
         "queue_item_id": queue_item_id, "command": command, "params": params,
         "f_port": encoded.f_port, "data": encoded.data.hex(), "confirmed": confirmed,
     }
     who.record(conn, member=target.member_slug, action="downlink.enqueue",
                target=f"device:{target.dev_eui}", params={"command": command}, after=record)
-    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(
-        sql.Identifier(member_role(target.member_slug, "writer"))))
-    with conn.cursor(row_factory=class_row(Downlink)) as cur:
-        cur.execute(
-            sql.SQL(
-                """INSERT INTO {}.downlinks (queue_item_id, dev_eui, model_id, command,
-                       params, f_port, data, confirmed, requested_by)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                   RETURNING {}"""
-            ).format(sql.Identifier(target.schema), _COLUMNS),
-            (queue_item_id, target.dev_eui, target.model_id, command, Jsonb(params),
-             encoded.f_port, encoded.data, confirmed, who.actor),
-        )
-        row = cur.fetchone()
-    conn.execute("RESET ROLE")
+    values = (queue_item_id, target.dev_eui, target.model_id, command, Jsonb(params),
+              encoded.f_port, encoded.data, confirmed, who.actor)
+    row = conn.execute(
+        sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING now()").format(
+            sql.Identifier(target.schema, "downlinks"),
+            sql.SQL(", ").join(sql.Identifier(c) for c in REQUEST_COLUMNS),
+            sql.SQL(", ").join(sql.Placeholder() for _ in REQUEST_COLUMNS)),
+        values,
+    ).fetchone()
     assert row is not None
-    return row
+    return Downlink(
+        queue_item_id=queue_item_id, dev_eui=target.dev_eui, model_id=target.model_id,
+        command=command, params=params, f_port=encoded.f_port, data=encoded.data,
+        confirmed=confirmed, status="queued", requested_by=who.actor, requested_at=row[0],
+        sent_at=None, gateway_id=None, f_cnt_down=None, acked_at=None, updated_at=row[0],
+    )
 
 
 def list_downlinks(conn: psycopg.Connection, schema: str, dev_eui: str | None = None,

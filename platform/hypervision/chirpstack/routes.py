@@ -9,18 +9,30 @@ authentication (`app.dependency_overrides[get_actor] = ...`), returning an `Acto
 actor string for the audit trail, the member the caller acts for (None for the
 syndicate's operators, who reach every member) and whether they may send commands. A
 device of another member is answered 404, exactly like a missing one; a caller without the
-right gets 403. `get_connection` (a superuser connection by default; the downlink row is
-written as the member's writer role) and `get_chirpstack` can be overridden the same way.
-See infra/chirpstack/README.md, "Downlinks".
+right gets 403.
+
+The database comes from `get_databases`, another placeholder the API overrides with its
+own connection pools (hypervision.api.db.Databases); these routes never connect as the
+superuser nor as a member's writer or owner role:
+- the device is resolved in the catalogue (hv.devices, hv.members) on the API role's
+  connection;
+- a device's downlinks are read on the member's reader connection, like every read;
+- a downlink request and its audit entry are written in one transaction on the API role's
+  connection, which holds INSERT of the request's columns on each member's `downlinks`
+  and nothing else of the schema (`api.db.grant_downlink_requests`, run by `tenants
+  apply`); without that grant the request is refused (503) before anything is sent.
+`get_chirpstack` can be overridden the same way. See infra/chirpstack/README.md,
+"Downlinks".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Path, status
@@ -30,7 +42,6 @@ from hypervision.accounts import Who
 from hypervision.chirpstack import downlinks
 from hypervision.chirpstack.client import ChirpStack, ChirpStackError, Unavailable
 from hypervision.chirpstack.encoders import EncodeError, encoder_for
-from hypervision.db import connect_admin
 from hypervision.settings import get_settings
 
 router = APIRouter(tags=["downlinks"])
@@ -52,9 +63,21 @@ def get_actor() -> Actor:
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "authentication is not configured")
 
 
-def get_connection() -> Iterator[psycopg.Connection]:
-    with connect_admin(get_settings()) as conn:
-        yield conn
+class Databases(Protocol):
+    """The API's connections, as hypervision.api.db.Databases provides them."""
+
+    def control(self) -> AbstractContextManager[psycopg.Connection]:
+        """A connection as the API's own role."""
+        ...
+
+    def reader(self, slug: str) -> AbstractContextManager[psycopg.Connection]:
+        """A connection as the member's reader role."""
+        ...
+
+
+def get_databases() -> Databases:
+    """Placeholder: the API application overrides it with its connection pools."""
+    raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the database is not configured")
 
 
 @lru_cache(maxsize=1)
@@ -77,7 +100,7 @@ def get_chirpstack() -> Callable[[], ChirpStack]:
 
 
 CurrentActor = Annotated[Actor, Depends(get_actor)]
-Connection = Annotated[psycopg.Connection, Depends(get_connection)]
+Dbs = Annotated[Databases, Depends(get_databases)]
 Client = Annotated[Callable[[], ChirpStack], Depends(get_chirpstack)]
 DevEui = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{16}$", description="16 hex digits")]
 
@@ -117,28 +140,35 @@ class CommandOut(BaseModel):
     params: dict[str, Any]
 
 
-def _target(conn: psycopg.Connection, dev_eui: str, actor: Actor) -> downlinks.Target:
-    try:
-        return downlinks.resolve(conn, dev_eui, actor.member)
-    except downlinks.DeviceNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {dev_eui} not found") from None
+def _target(dbs: Databases, dev_eui: str, actor: Actor) -> downlinks.Target:
+    with dbs.control() as conn:
+        try:
+            return downlinks.resolve(conn, dev_eui, actor.member)
+        except downlinks.DeviceNotFound:
+            raise HTTPException(status.HTTP_404_NOT_FOUND,
+                                f"device {dev_eui} not found") from None
 
 
 @router.post("/devices/{dev_eui}/downlinks", status_code=status.HTTP_202_ACCEPTED,
              response_model=DownlinkOut)
 def send_downlink(dev_eui: DevEui, body: DownlinkRequest, actor: CurrentActor,
-                  conn: Connection, client: Client) -> DownlinkOut:
+                  dbs: Dbs, client: Client) -> DownlinkOut:
     """Encode the command for the device's model and queue it in ChirpStack."""
-    _target(conn, dev_eui, actor)
+    _target(dbs, dev_eui, actor)
     if not actor.may_command:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this caller may not send commands")
     who = Who(actor=actor.actor, source="api", request_id=actor.request_id,
               remote_addr=actor.remote_addr)
+    chirpstack = client()
     try:
-        sent = downlinks.enqueue(conn, client(), dev_eui.lower(), body.command, body.params,
-                                 who=who, member=actor.member, confirmed=body.confirmed)
+        with dbs.control() as conn:
+            sent = downlinks.enqueue(conn, chirpstack, dev_eui.lower(), body.command,
+                                     body.params, who=who, member=actor.member,
+                                     confirmed=body.confirmed)
     except EncodeError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    except downlinks.NotPermitted as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     except downlinks.NotRecorded as exc:
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from None
     except downlinks.DownlinkError as exc:
@@ -151,18 +181,20 @@ def send_downlink(dev_eui: DevEui, body: DownlinkRequest, actor: CurrentActor,
 
 
 @router.get("/devices/{dev_eui}/downlinks", response_model=list[DownlinkOut])
-def device_downlinks(dev_eui: DevEui, actor: CurrentActor, conn: Connection,
+def device_downlinks(dev_eui: DevEui, actor: CurrentActor, dbs: Dbs,
                      limit: int = 50) -> list[DownlinkOut]:
     """The device's latest downlinks, newest first, with their state."""
-    target = _target(conn, dev_eui, actor)
-    rows = downlinks.list_downlinks(conn, target.schema, target.dev_eui, min(max(limit, 1), 500))
+    target = _target(dbs, dev_eui, actor)
+    with dbs.reader(target.member_slug) as conn:
+        rows = downlinks.list_downlinks(conn, target.schema, target.dev_eui,
+                                        min(max(limit, 1), 500))
     return [DownlinkOut.of(d) for d in rows]
 
 
 @router.get("/devices/{dev_eui}/downlink-commands", response_model=list[CommandOut])
-def device_commands(dev_eui: DevEui, actor: CurrentActor, conn: Connection) -> list[CommandOut]:
+def device_commands(dev_eui: DevEui, actor: CurrentActor, dbs: Dbs) -> list[CommandOut]:
     """The commands the device's model accepts, with their parameters' JSON schema."""
-    target = _target(conn, dev_eui, actor)
+    target = _target(dbs, dev_eui, actor)
     try:
         encoder = encoder_for(target.model_id)
     except EncodeError:

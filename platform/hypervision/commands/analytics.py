@@ -61,7 +61,7 @@ def _members(conn: psycopg.Connection, slug: str | None) -> list[members.Member]
 
 
 def _config(conn: psycopg.Connection, m: members.Member) -> MemberAnalytics:
-    return members.sync(conn, m, settings_or_exit())
+    return members.sync(conn, m)
 
 
 def _when(text: str | None, zone: str, default: dt.datetime | None = None) -> dt.datetime:

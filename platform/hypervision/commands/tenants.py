@@ -61,7 +61,7 @@ def validate(folder: DirOption = None) -> None:
         if unknown:
             raise fail(f"tenants/{spec.name}.yaml: unknown device model(s): {', '.join(unknown)}")
         console.print(f"= {spec.name}: {spec.identity.name} ({spec.identity.kind}),"
-                      f" {len(spec.devices)} devices")
+                      f" {len(spec.devices)} devices, {len(spec.alerts)} alert rules")
 
 
 @tenants_app.command("plan")

@@ -7,8 +7,9 @@ member from the files deactivates it; data is never deleted here.
 
 Roles per member (see BRIEF.md, "Tenancy"):
 - `<slug>_owner` (no login) owns the schema and its tables;
-- `<slug>_writer` (no login) may insert raw uplinks and measurements; the platform's
-  ingest login role is a member of every writer role and switches with SET ROLE;
+- `<slug>_writer` (no login) may insert raw uplinks and measurements and track downlinks;
+  the platform's ingest login role is a member of every writer role and switches with
+  SET ROLE;
 - `<slug>_reader` (login, password derived from HV_SECRET_KEY) reads the member's tables
   only: dashboards and exports connect with it, so isolation holds in the database.
 """
@@ -25,7 +26,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from hypervision import accounts, audit, migrate
-from hypervision.api.db import ensure_api_role
+from hypervision.api.db import ensure_api_role, grant_alert_changes, grant_downlink_requests
 from hypervision.public.access import ensure_public_role
 from hypervision.settings import Settings
 from hypervision.tenancy.spec import TenantSpec
@@ -40,6 +41,10 @@ class Step:
     symbol: str
     what: str
     action: Action | None = field(default=None, repr=False)
+    # For a change of the member's declaration: the changed fields, before and after,
+    # written to the audit trail with the change.
+    before: dict[str, Any] | None = field(default=None, repr=False)
+    after: dict[str, Any] | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.what}"
@@ -122,6 +127,10 @@ def _member_grants(spec: TenantSpec, settings: Settings) -> Action:
             "GRANT {writer} TO {ingest}",
         ):
             conn.execute(sql.SQL(statement).format(**ids))  # type: ignore[arg-type]
+        # The API acknowledges and closes alerts, and records the downlinks its callers
+        # send: column privileges on those two tables, nothing else of the schema.
+        grant_alert_changes(conn, settings, spec.schema)
+        grant_downlink_requests(conn, settings, spec.schema)
 
     return run
 
@@ -329,7 +338,13 @@ def _member_steps(
     if current is None:
         steps.append(Step("+", f"{name}: member '{spec.identity.name}'", _upsert_member(spec)))
     elif not _same_json(current[1], row["spec"].obj):
-        steps.append(Step("~", f"{name}: member details", _upsert_member(spec)))
+        # Name the top-level fields that changed (identity, users, analytics, alerts...).
+        old, new = current[1] or {}, row["spec"].obj
+        changed = sorted(k for k in old.keys() | new.keys()
+                         if not _same_json(old.get(k), new.get(k)))
+        steps.append(Step("~", f"{name}: member details ({', '.join(changed)})",
+                          _upsert_member(spec), before={k: old.get(k) for k in changed},
+                          after={k: new.get(k) for k in changed}))
     for line in accounts.sync_users(conn, spec, dry_run=True):
         symbol, _, what = line.partition(" ")  # "+ alpha: account ..." already names the member
         steps.append(Step(symbol, what))
@@ -380,7 +395,8 @@ def apply(
     actor: str = ACTOR,
 ) -> list[Step]:
     """Recompute the plan and run it in one transaction; each member whose declaration
-    changed gets an audit entry listing the changes."""
+    changed gets an audit entry listing the changes, with the changed fields of its
+    details (analytics settings and alert rules included) before and after."""
     steps = plan(conn, specs, catalogue, settings)
     with conn.transaction():
         for step in steps:
@@ -389,10 +405,13 @@ def apply(
             if step.action is not None:
                 step.action(conn)
         for spec in specs:
-            changes = [str(s) for s in steps
-                       if s.symbol != "=" and s.what.startswith(f"{spec.name}: ")]
-            if changes:
+            mine = [s for s in steps
+                    if s.symbol != "=" and s.what.startswith(f"{spec.name}: ")]
+            if mine:
+                details = next((s for s in mine if s.before is not None), None)
                 audit.record(conn, actor=actor, member=spec.name, action="tenant.apply",
-                             target=f"tenants/{spec.name}.yaml", params={"changes": changes},
-                             source="cli")
+                             target=f"tenants/{spec.name}.yaml",
+                             params={"changes": [str(s) for s in mine]}, source="cli",
+                             before=details.before if details else None,
+                             after=details.after if details else None)
     return steps

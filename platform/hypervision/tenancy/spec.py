@@ -3,6 +3,11 @@
 Every field is documented in tenants/README.md. Files are self-describing (`version: v1`,
 `kind: tenant`, `name: <slug>`) and validated strictly: an unknown or misspelt field is an
 error naming the file and the field, never silently ignored.
+
+The member's analytics settings and alert rules (`analytics:`, `alerts:`) are validated
+with the models of hypervision.analytics.config and hypervision.alerts.rules, which
+import nothing from this package: the import graph goes one way, tenancy → analytics →
+alerts.
 """
 
 from __future__ import annotations
@@ -14,7 +19,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from hypervision.alerts.rules import AlertRule, AlertRules
+from hypervision.analytics.config import AnalyticsSettings
 
 SLUG = r"^[a-z][a-z0-9_]{1,39}$"
 DEV_EUI = re.compile(r"^[0-9a-f]{16}$")
@@ -139,6 +155,14 @@ class TenantSpec(Strict):
     )
     export_recipients: list[Recipient] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
+    # After `devices`: their validators check the DevEUIs and buildings they name.
+    analytics: AnalyticsSettings = Field(
+        default_factory=AnalyticsSettings,
+        description="Calendars and thresholds of analytics; every field has a default.",
+    )
+    alerts: AlertRules = Field(
+        default_factory=list, description="Alert rules; names are unique within the member."
+    )
 
     @field_validator("devices")
     @classmethod
@@ -150,12 +174,57 @@ class TenantSpec(Strict):
             seen.add(device.dev_eui)
         return devices
 
+    @field_validator("analytics")
+    @classmethod
+    def _known_buildings(
+        cls, analytics: AnalyticsSettings, info: ValidationInfo
+    ) -> AnalyticsSettings:
+        buildings = _buildings(info)
+        if buildings is not None:
+            for name in analytics.air.buildings:
+                if name not in buildings:
+                    raise ValueError(f"air.buildings: {_no_building(name, buildings)}")
+        return analytics
+
+    @field_validator("alerts")
+    @classmethod
+    def _known_targets(cls, rules: list[AlertRule], info: ValidationInfo) -> list[AlertRule]:
+        """A rule names devices and buildings of this member: a typo would silently make
+        it watch nothing."""
+        buildings = _buildings(info)
+        devices = info.data.get("devices")
+        if buildings is None or devices is None:
+            return rules  # the devices are invalid: that error is reported already
+        euis = {d.dev_eui for d in devices}
+        for rule in rules:
+            for eui in rule.devices:
+                if eui not in euis:
+                    raise ValueError(f"rule {rule.name}: device {eui} is not in `devices`")
+            for name in rule.buildings:
+                if name not in buildings:
+                    raise ValueError(f"rule {rule.name}: {_no_building(name, buildings)}")
+        return rules
+
     @property
     def schema(self) -> str:
         return f"tenant_{self.name}"
 
     def role(self, kind: RoleKind) -> str:
         return member_role(self.name, kind)
+
+
+def _buildings(info: ValidationInfo) -> set[str] | None:
+    """The buildings of the member's devices (`location.building`); None when the devices
+    did not validate."""
+    devices: list[Device] | None = info.data.get("devices")
+    if devices is None:
+        return None
+    return {d.location.building for d in devices if d.location and d.location.building}
+
+
+def _no_building(name: str, buildings: set[str]) -> str:
+    known = ", ".join(repr(b) for b in sorted(buildings)) or "none"
+    return f"no device is in building {name!r} (location.building of the devices: {known})"
 
 
 def _describe(error: ValidationError) -> str:
