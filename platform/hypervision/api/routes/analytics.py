@@ -15,7 +15,7 @@ Ranges are bounded (MAX_DAYS below) so that one request cannot scan years of hou
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
@@ -27,7 +27,16 @@ from hypervision.analytics import air, health, waste, water
 from hypervision.analytics.config import MemberAnalytics
 from hypervision.analytics.members import Device, devices, settings_of
 from hypervision.api import schemas
-from hypervision.api.deps import Audit, MemberScope, ReadMember, ReadSession, State, not_found
+from hypervision.api.deps import (
+    AppState,
+    Audit,
+    Auditor,
+    MemberScope,
+    ReadMember,
+    ReadSession,
+    State,
+    not_found,
+)
 from hypervision.api.params import (
     DEV_EUI,
     EARLIEST,
@@ -318,6 +327,24 @@ def _containers(found: list[waste.Container]) -> list[schemas.WasteContainer]:
     ) for c in found]
 
 
+def _container_list(
+    action: str, read: Callable[..., list[waste.Container]], member: MemberScope,
+    session: psycopg.Connection, state: AppState, audit_: Auditor, at: datetime | None,
+) -> schemas.WasteContainers:
+    """Containers as `read` (waste.containers or waste.today) lists them at `at`, personal
+    devices withheld, one audit entry."""
+    when = _at(at)
+    config = _settings(session, member)
+    left_out = withheld(state, member, [])
+    found = _visible(read(session, member.schema, config.waste, when, config.timezone),
+                     left_out)
+    audit_.record(action, member.slug, target="*",
+                  params={"at": when, "grant": member.grant_id,
+                          "withheld_devices": len(left_out)}, rows=len(found))
+    return schemas.WasteContainers(member=member.slug, at=when, items=_containers(found),
+                                   withheld_devices=len(left_out))
+
+
 @router.get("/members/{slug}/waste/containers", response_model=schemas.WasteContainers,
             responses=PROBLEMS)
 def waste_containers(
@@ -325,16 +352,8 @@ def waste_containers(
 ) -> schemas.WasteContainers:
     """Every container with a level: its latest level, fill rate since the last
     collection, days until full and whether it is on the day's list."""
-    when = _at(at)
-    config = _settings(session, member)
-    left_out = withheld(state, member, [])
-    found = _visible(waste.containers(session, member.schema, config.waste, when,
-                                      config.timezone), left_out)
-    audit_.record("waste.containers.read", member.slug, target="*",
-                  params={"at": when, "grant": member.grant_id,
-                          "withheld_devices": len(left_out)}, rows=len(found))
-    return schemas.WasteContainers(member=member.slug, at=when, items=_containers(found),
-                                   withheld_devices=len(left_out))
+    return _container_list("waste.containers.read", waste.containers, member, session,
+                           state, audit_, at)
 
 
 @router.get("/members/{slug}/waste/today", response_model=schemas.WasteContainers,
@@ -344,16 +363,8 @@ def waste_today(
 ) -> schemas.WasteContainers:
     """The containers to empty on the day of `at`, fullest first: level at least
     waste.empty_above_pct, or full before the next round."""
-    when = _at(at)
-    config = _settings(session, member)
-    left_out = withheld(state, member, [])
-    found = _visible(waste.today(session, member.schema, config.waste, when, config.timezone),
-                     left_out)
-    audit_.record("waste.today.read", member.slug, target="*",
-                  params={"at": when, "grant": member.grant_id,
-                          "withheld_devices": len(left_out)}, rows=len(found))
-    return schemas.WasteContainers(member=member.slug, at=when, items=_containers(found),
-                                   withheld_devices=len(left_out))
+    return _container_list("waste.today.read", waste.today, member, session, state, audit_,
+                           at)
 
 
 @router.get("/members/{slug}/waste/collections", response_model=schemas.WasteCollections,
