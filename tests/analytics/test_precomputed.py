@@ -249,3 +249,20 @@ def test_the_read_only_role_reads_what_the_refresh_keeps(
                               ).fetchall() == [(0.25,)]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute(f"DELETE FROM {SCHEMA}.waste_containers")
+
+
+def test_device_health_shows_the_status_battery_else_the_latest_reading(
+    member_db: psycopg.Connection[Any],
+) -> None:
+    admin = member_db
+    muted, chatty = "c6c6c6c6c6c60011", "c6c6c6c6c6c60012"
+    # The muted sensor's last LoRaWAN status says 55 %, an older reading 10 %: the status
+    # wins. The chatty one never sent a status: its latest reading, 15 %, is low (< 20).
+    admin.execute(
+        f"INSERT INTO {SCHEMA}.device_state (dev_eui, last_seen, battery_level)"
+        " VALUES (%s, now(), 55), (%s, now(), NULL)", (muted, chatty))
+    put(admin, muted, "battery.level", [(utc(2026, 3, 1), 10)])
+    put(admin, chatty, "battery.level", [(utc(2026, 3, 1), 80), (utc(2026, 3, 2), 15)])
+    assert _rows(admin, "SELECT dev_eui, battery_pct, health_status FROM {s}.dash_device_health"
+                        " WHERE dev_eui IN (%s, %s) ORDER BY dev_eui", muted, chatty) == [
+        (muted, 55.0, "Normal"), (chatty, 15.0, "Batterie faible")]
