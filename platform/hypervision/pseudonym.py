@@ -19,12 +19,6 @@ keyed pseudonym; it can coarsen timestamps and drops the fields marked personal.
 
 Raw ChirpStack events are rebuilt from an allow-list (`uplink_event`): a field ChirpStack
 adds one day is left out until someone decides it is safe, rather than leaked.
-
-Exports compute the same pseudonyms in SQL (`sql_pseudonym`, `sql_deduplication_id`), so
-that no row has to pass through Python: HMAC-SHA256 built from PostgreSQL's own sha256()
-(no extension needed), with the key's inner and outer pads set for the transaction only
-(`key_settings`, read through `sql_key_source`). tests/export/test_pseudonym.py checks
-that both give the same text, byte for byte.
 See platform/hypervision/export/README.md, "Pseudonymised exports".
 """
 
@@ -36,8 +30,6 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal
-
-from psycopg import sql
 
 from hypervision.settings import Settings
 from hypervision.tenancy.spec import Recipient, TenantSpec
@@ -54,9 +46,6 @@ THIRD_PARTY_DROP = frozenset({"location"})
 # Dropped for the devices of these data classes: a meter's payload, decoded object and
 # radio metadata (RSSI per gateway locates it) describe one household.
 PERSONAL_CLASSES: dict[str, frozenset[str]] = {"water-consumption": frozenset({"event"})}
-# Transaction-local settings that hold the HMAC pads while an export runs (sql_key_source).
-KEY_SETTINGS = ("hv.pseudonym_inner", "hv.pseudonym_outer")
-_BLOCK = 64  # SHA-256's block size, in bytes
 
 
 def member_secret(settings: Settings, slug: str) -> bytes:
@@ -216,26 +205,6 @@ class Pseudonymiser:
                 out["txInfo"] = event["txInfo"]
         return out
 
-    # The same in SQL ------------------------------------------------------------------
-
-    def key_settings(self) -> dict[str, str]:
-        """The values of KEY_SETTINGS for this member: HMAC's inner and outer pads of the
-        secret (RFC 2104), in hex. Set them with set_config(…, true), as a bound parameter
-        (never in a statement's text, which the server may log)."""
-        key = self._secret if len(self._secret) <= _BLOCK else hashlib.sha256(
-            self._secret).digest()
-        key = key.ljust(_BLOCK, b"\0")
-        inner = bytes(b ^ 0x36 for b in key)
-        outer = bytes(b ^ 0x5C for b in key)
-        return dict(zip(KEY_SETTINGS, (inner.hex(), outer.hex()), strict=True))
-
-    def devices_dropping(self, field: str) -> list[str] | None:
-        """The DevEUIs (lower case) whose `field` is dropped; None when it is dropped for
-        every device."""
-        if field in self.drop:
-            return None
-        return sorted(eui for eui, gone in self._device_drop.items() if field in gone)
-
     def _rx(self, rx: Mapping[str, Any], gone: frozenset[str]) -> dict[str, Any]:
         """One gateway's reception: pseudonymised gateway, signal; never its precise
         times, context or metadata (which can name the gateway's site)."""
@@ -248,51 +217,3 @@ class Pseudonymiser:
         if "location" not in gone and "location" in rx:
             out["location"] = rx["location"]
         return out
-
-
-# SQL -------------------------------------------------------------------------------------
-# Expressions for queries that read `sql_key_source` under the alias KEY_ALIAS.
-
-KEY_ALIAS = "hv_key"
-
-
-def sql_key_source() -> sql.Composed:
-    """A one-row FROM item with the pads of the current export (computed once, not per
-    row: OFFSET 0 keeps the planner from folding it into each expression)."""
-    return sql.SQL(
-        "(SELECT decode(current_setting({}), 'hex') AS inner_pad,"
-        " decode(current_setting({}), 'hex') AS outer_pad OFFSET 0) AS {}"
-    ).format(*(sql.Literal(name) for name in KEY_SETTINGS), sql.Identifier(KEY_ALIAS))
-
-
-def sql_hmac(kind: str, value: sql.Composable) -> sql.Composed:
-    """`Pseudonymiser._pseudonym(kind, value)` in SQL: the 32 bytes of HMAC-SHA256."""
-    return sql.SQL(
-        "sha256({k}.outer_pad || sha256({k}.inner_pad || {prefix} || convert_to({v}, 'UTF8')))"
-    ).format(k=sql.Identifier(KEY_ALIAS), prefix=sql.Literal(f"{kind}\0".encode()), v=value)
-
-
-def sql_pseudonym(kind: str, value: sql.Composable, hex_digits: int) -> sql.Composed:
-    """`dev_eui`, `gateway_id` (16 hex digits) or `dev_addr` (8) of the Pseudonymiser, in
-    SQL, on a value already in lower case."""
-    return sql.SQL("encode(substring({} FROM 1 FOR {}), 'hex')").format(
-        sql_hmac(kind, value), sql.Literal(hex_digits // 2))
-
-
-def sql_deduplication_id(hmac: sql.Composable) -> sql.Composed:
-    """`Pseudonymiser.deduplication_id` in SQL, from `sql_hmac("deduplication_id", …)` of
-    the id's text (computed once by the caller): a version-8 UUID."""
-    return sql.SQL(
-        "encode(set_byte(set_byte(substring({h} FROM 1 FOR 16),"
-        " 6, (get_byte({h}, 6) & 15) | 128), 8, (get_byte({h}, 8) & 63) | 128), 'hex')"
-        "::uuid::text"
-    ).format(h=hmac)
-
-
-def sql_coarsen(coarsen: str | None, value: sql.Composable) -> sql.Composable:
-    """`Pseudonymiser.time` in SQL (the export's transaction runs in UTC)."""
-    if coarsen is None:
-        return value
-    if coarsen not in COARSENINGS:
-        raise ValueError(f"coarsen must be one of {COARSENINGS} or None, not {coarsen!r}")
-    return sql.SQL("date_trunc({}, {})").format(sql.Literal(coarsen), value)

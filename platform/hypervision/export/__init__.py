@@ -14,11 +14,9 @@ inside its member's schema:
         rows = stream.rows()            # once chunks is exhausted
 
 How it streams: one REPEATABLE READ, READ ONLY transaction; the snapshot it reads through
-becomes `next_cursor`; the file's bytes come from one `COPY (SELECT …) TO STDOUT`
-(export/query.py, export/formats.py), read in chunks (`_Copy`); pseudonymised raw events
-alone come through a server-side cursor in batches of FETCH_ROWS. If the caller stops
-before the end, it calls `stream.close()` (or uses the stream as a context manager): the
-COPY is cancelled and the transaction ends.
+becomes `next_cursor`; rows come through a server-side cursor in batches of FETCH_ROWS and
+leave as encoded chunks (export/formats.py). If the caller stops before the end, it calls
+`stream.close()` (or uses the stream as a context manager) to end the transaction.
 """
 
 from __future__ import annotations
@@ -33,10 +31,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
-from psycopg import generators, sql
-from psycopg.abc import PQGen
-from psycopg.pq import ExecStatus, TransactionStatus
-from psycopg.waiting import Wait
+from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from hypervision.export import cursor as cursors
 from hypervision.export import formats, query
@@ -59,8 +55,6 @@ KINDS: tuple[str, ...] = ("measurements", "uplinks")
 FORMATS: tuple[str, ...] = ("csv", "parquet", "jsonl")
 EXTENSIONS = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
 FETCH_ROWS = 10_000
-# work_mem of an export's transaction: fewer, longer runs when its sort spills to disk.
-SORT_MEMORY = "64MB"
 _SCHEMA = re.compile(r"^tenant_[a-z][a-z0-9_]{1,39}$")
 _DEV_EUI = re.compile(r"^[0-9a-f]{16}$")
 # Server-side cursor names, unique within the process (two exports may share a connection).
@@ -87,9 +81,8 @@ class ExportFilter:
 
 @dataclass
 class ExportStream:
-    """An export under way. `rows()` counts the rows sent so far (by their lines, for
-    progress): the exact total once `chunks` is exhausted. `total` is the number of rows
-    to come, when asked for."""
+    """An export under way. `rows()` counts the rows encoded so far: the total once
+    `chunks` is exhausted. `total` is the number of rows to come, when asked for."""
 
     chunks: Iterator[bytes]
     media_type: str
@@ -153,99 +146,23 @@ def device_names(conn: psycopg.Connection, schema: str) -> dict[str, str]:
 
 def _begin(conn: psycopg.Connection, stack: ExitStack) -> None:
     """Enter a REPEATABLE READ transaction: the snapshot that becomes the next cursor
-    must be the very one the rows are read through. It is rolled back at the end (it
-    wrote nothing): the settings below, and a pseudonymisation key, end with it, also
-    inside a caller's transaction (then a savepoint)."""
+    must be the very one the rows are read through."""
     status = conn.info.transaction_status
     if status == TransactionStatus.IDLE:
-        stack.enter_context(conn.transaction(force_rollback=True))
+        stack.enter_context(conn.transaction())
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-    elif status == TransactionStatus.INTRANS and (
-        (row := conn.execute("SHOW transaction_isolation").fetchone())
-        and row[0] in ("repeatable read", "serializable")
-    ):
-        stack.enter_context(conn.transaction(force_rollback=True))
-    else:
-        raise RuntimeError(
-            "open_export needs a connection outside any transaction, or inside a REPEATABLE"
-            " READ one: its cursor must be the snapshot the rows are read through"
-        )
-    # What the server's text output depends on (formats.py): UTC times in ISO style,
-    # floats in their shortest exact form. More memory for the sort; no JIT compilation
-    # (seconds of compiling for expressions that are function calls anyway).
-    conn.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO',"
-                 " true), set_config('extra_float_digits', '1', true),"
-                 " set_config('work_mem', %s, true), set_config('jit', 'off', true)",
-                 (SORT_MEMORY,))
-
-
-class _Copy:
-    """A `COPY … TO STDOUT` read in chunks of at least `CHUNK_BYTES`.
-
-    psycopg's Copy hands over one row per call, and PostgreSQL sends one message per
-    row: at a few million rows a second, that call was most of an export's time. Here
-    one call takes every message libpq already holds (`pq.PGconn.get_copy_data`, what
-    psycopg's own generator does for one), and waits on the socket through
-    `Connection.wait` like psycopg does. psycopg's Copy object still starts the COPY
-    and, when the export stops early, cancels it and drains the rest.
-    """
-
-    def __init__(self, conn: psycopg.Connection, statement: sql.Composed,
-                 params: dict[str, Any]) -> None:
-        self.conn = conn
-        # Cursor.copy() holds the connection's lock until its block is left (close).
-        self.block = conn.cursor().copy(statement, params)
-        self.block.__enter__()
-        self.open = True
-        self.done = False
-        self.rows: int | None = None
-
-    def _read(self) -> PQGen[bytes]:
-        pgconn = self.conn.pgconn
-        parts: list[bytes] = []
-        size = 0
-        while size < formats.CHUNK_BYTES:
-            nbytes, data = pgconn.get_copy_data(1)
-            if nbytes > 0:
-                parts.append(data)
-                size += nbytes
-            elif nbytes == 0:
-                while not (yield Wait.R):
-                    continue
-                pgconn.consume_input()
-            else:
-                results = yield from generators.fetch_many(pgconn)
-                self.done = True
-                for result in results:
-                    if result.status != ExecStatus.COMMAND_OK:
-                        raise psycopg.errors.error_from_result(
-                            result, encoding=self.conn.info.encoding)
-                    self.rows = result.command_tuples
-                break
-        return b"".join(parts)
-
-    def chunks(self) -> Iterator[bytes]:
-        while not self.done:
-            if data := self.conn.wait(self._read()):
-                yield data
-        self.close(None)
-
-    def close(self, exc: BaseException | None) -> None:
-        """Leave the COPY block; a COPY still running is cancelled by psycopg, which
-        reads the rest."""
-        if not self.open:
+        # Times then load as UTC datetimes, which format without a conversion.
+        conn.execute("SET LOCAL TimeZone = 'UTC'")
+        return
+    if status == TransactionStatus.INTRANS:
+        row = conn.execute("SHOW transaction_isolation").fetchone()
+        if row and row[0] in ("repeatable read", "serializable"):
+            stack.enter_context(conn.transaction())
             return
-        self.open = False
-        if self.done:
-            self.block.__exit__(None, None, None)
-        else:
-            self.done = True
-            stopped = exc or _Stopped()
-            self.block.__exit__(type(stopped), stopped, None)
-
-
-class _Stopped(Exception):
-    """The export was closed before its end."""
+    raise RuntimeError(
+        "open_export needs a connection outside any transaction, or inside a REPEATABLE"
+        " READ one: its cursor must be the snapshot the rows are read through"
+    )
 
 
 def open_export(
@@ -283,7 +200,6 @@ def open_export(
             raise ExportError(f"bad cursor: {exc}") from None
 
     stack = ExitStack()
-    copy: _Copy | None = None
     try:
         _begin(conn, stack)
         row = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
@@ -300,17 +216,8 @@ def open_export(
         if with_total:
             count = conn.execute(p.count, p.params).fetchone()
             total = int(count[0]) if count else 0
-        if pseudonymiser is not None:
-            # Bound parameters, never the statement's text (pseudonym.py).
-            keys = pseudonymiser.key_settings()
-            conn.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(
-                sql.SQL("set_config({}, %s, true)").format(sql.Literal(name)) for name in keys
-            ), list(keys.values()))
-        if p.shape is None:
-            copy = _Copy(conn, p.statement, p.params)
-        else:
-            cur = conn.cursor(name=f"hv_export_{next(_CURSOR_IDS)}")
-            cur.execute(p.statement, p.params)
+        cur = conn.cursor(name=f"hv_export_{next(_CURSOR_IDS)}", binary=True)
+        cur.execute(p.query, p.params)
     except BaseException:
         stack.__exit__(*sys.exc_info())
         raise
@@ -323,53 +230,20 @@ def open_export(
             return
         closed[0] = True
         try:
-            if copy is not None:
-                copy.close(exc[1])
+            if not cur.closed and conn.info.transaction_status == TransactionStatus.INTRANS:
+                cur.close()
         finally:
             stack.__exit__(*exc)
 
-    def counted(chunks: Iterator[bytes]) -> Iterator[bytes]:
-        """Rows so far, for progress: the lines (exact for JSON Lines; a CSV text with a
-        line break counts twice); the COPY's own count once it ends."""
-        for chunk in chunks:
-            counter[0] += chunk.count(b"\n")
-            yield chunk
-
-    def produce() -> Iterator[bytes]:
-        if p.shape is not None:
-            shape = p.shape
-
-            def rows() -> Iterator[Any]:
-                while batch := cur.fetchmany(FETCH_ROWS):
-                    counter[0] += len(batch)
-                    yield from map(shape, batch)
-
-            yield from formats.raw_lines(rows())
-            return
-        assert copy is not None
-        if fmt == "parquet":
-            def add(n: int) -> None:
-                counter[0] += n
-
-            yield from formats.parquet_from_csv(copy.chunks(), p.columns, add)
-        elif fmt == "jsonl":
-            for chunk in counted(copy.chunks()):
-                if formats.NEVER_QUOTED in chunk:
-                    raise RuntimeError("a JSON line was quoted by COPY")
-                yield chunk
-        else:
-            header = True
-            for chunk in counted(copy.chunks()):
-                if header:
-                    counter[0] -= 1
-                    header = False
-                yield chunk
-        if copy.rows is not None:
-            counter[0] = copy.rows
-
     def chunks() -> Iterator[bytes]:
+        enc = formats.encoder(fmt, p.columns, raw_lines=p.raw_lines)
+        shape = p.shape
         try:
-            yield from produce()
+            while batch := cur.fetchmany(FETCH_ROWS):
+                rows = [shape(r) for r in batch]
+                counter[0] += len(rows)
+                yield from enc.feed(rows)
+            yield from enc.finish()
         except BaseException:
             close(sys.exc_info())
             raise
