@@ -63,7 +63,7 @@ def setup(args: argparse.Namespace, extra_env: dict[str, str] | None = None,
     """Point the HV_* environment at the benchmark's services, start them, migrate.
 
     The environment is set before hypervision is imported anywhere in this process, so
-    that `get_settings()` (used by ingest.worker at import) agrees with it, and child
+    that `get_settings()` (used by hypervision.celery_app at import) agrees with it, and child
     processes (workers, receivers) inherit it. `fresh` drops the platform database and
     empties Redis first, so that the benchmark runs on the current migrations only.
     """
@@ -116,7 +116,7 @@ def reset_database(settings: Any) -> None:
 def migrate_all(settings: Any) -> None:
     from hypervision import migrate
     from hypervision.db import connect_admin
-    from hypervision.tenancy.spec import member_role
+    from hypervision.roles import member_role
 
     with connect_admin(settings) as conn:
         migrate.migrate_control(conn, log=lambda _: None)

@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=2, help="pool size of each worker")
     p.add_argument("--receivers", type=int, default=1,
                    help="MQTT receivers (more than one share a subscription)")
+    p.add_argument("--servers", type=int, default=1, choices=(1, 2),
+                   help="2: every second member on a second local PostgreSQL + TimescaleDB"
+                        " (port base + 433), declared in a servers file (docs/scale.md)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--batch-max-wait", type=float, default=0.5)
     p.add_argument("--naive-concurrency", type=int, default=2)
@@ -399,7 +402,7 @@ def start_pipeline(ctx: Context) -> None:
 
 def wait_workers(ctx: Context, count: int, timeout: float = 90) -> None:
     """Until `count` Celery workers answer a ping (their pools are up)."""
-    from ingest.worker import app
+    from hypervision.celery_app import app
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -436,6 +439,15 @@ class Context:
     schemas: list[str]
     log_dir: Path
     procs: Procs = field(default_factory=Procs)
+    # Each member schema's database server (None: the primary), with --servers 2.
+    placed: dict[str, str | None] = field(default_factory=dict)
+
+    def by_server(self) -> dict[str | None, list[str]]:
+        """The member schemas per database server, the primary (None) first."""
+        found: dict[str | None, list[str]] = {None: []}
+        for schema in self.schemas:
+            found.setdefault(self.placed.get(schema), []).append(schema)
+        return found
 
     @property
     def settings(self) -> Any:
@@ -445,15 +457,17 @@ class Context:
 def reset_tables(ctx: Context) -> None:
     from psycopg import sql
 
-    from hypervision.db import connect_admin
+    from hypervision import placement
 
-    with connect_admin(ctx.settings) as conn:
-        for schema in ctx.schemas:
-            conn.execute(sql.SQL("TRUNCATE {s}.uplinks, {s}.measurements, {s}.device_events,"
-                                 " {s}.device_state").format(s=sql.Identifier(schema)))
-        conn.execute("TRUNCATE hv.ingest_outcomes")
-        conn.execute("DELETE FROM hv.dead_letters")
-        conn.execute("CHECKPOINT")
+    for server, schemas in ctx.by_server().items():
+        with placement.connect_admin(ctx.settings, server) as conn:
+            for schema in schemas:
+                conn.execute(sql.SQL("TRUNCATE {s}.uplinks, {s}.measurements,"
+                                     " {s}.device_events, {s}.device_state").format(
+                                         s=sql.Identifier(schema)))
+            conn.execute("TRUNCATE hv.ingest_outcomes, hv.ingest_receipts, hv.ingest_counted")
+            conn.execute("DELETE FROM hv.dead_letters")
+            conn.execute("CHECKPOINT")
 
 
 class Poller(threading.Thread):
@@ -481,27 +495,37 @@ class Poller(threading.Thread):
     def run(self) -> None:
         from psycopg import sql
 
-        from hypervision.db import connect_admin
+        from hypervision import placement
 
-        query = sql.SQL(" UNION ALL ").join(
+        queries = [(server, sql.SQL(" UNION ALL ").join(
             sql.SQL("SELECT deduplication_id::text FROM {}.uplinks"
                     " WHERE deduplication_id = ANY(%(ids)s::uuid[])").format(sql.Identifier(s))
-            for s in self.ctx.schemas)
-        with connect_admin(self.ctx.settings) as conn:
-            while not self._halt.is_set():
-                with self._lock:
-                    # The oldest pending ones only: uplinks become visible nearly in
-                    # publish order (batches of hundreds, two at a time), so a window of
-                    # WINDOW samples (WINDOW x --sample-every uplinks) sees each as soon
-                    # as it is visible, and the poll stays cheap for PostgreSQL even when
-                    # thousands of samples wait in a backlog.
-                    pending = list(islice(
-                        (i for i in self.published if i not in self.visible), self.WINDOW))
-                if pending:
-                    at = time.time()
-                    for (found,) in conn.execute(query, {"ids": pending}).fetchall():
+            for s in schemas)) for server, schemas in self.ctx.by_server().items() if schemas]
+        conns = {server: placement.connect_admin(self.ctx.settings, server)
+                 for server, _ in queries}
+        try:
+            self._poll(queries, conns)
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+    def _poll(self, queries: list[tuple[str | None, Any]], conns: dict[str | None, Any]) -> None:
+        while not self._halt.is_set():
+            with self._lock:
+                # The oldest pending ones only: uplinks become visible nearly in
+                # publish order (batches of hundreds, two at a time), so a window of
+                # WINDOW samples (WINDOW x --sample-every uplinks) sees each as soon
+                # as it is visible, and the poll stays cheap for PostgreSQL even when
+                # thousands of samples wait in a backlog.
+                pending = list(islice(
+                    (i for i in self.published if i not in self.visible), self.WINDOW))
+            if pending:
+                at = time.time()
+                for server, query in queries:
+                    for (found,) in conns[server].execute(query,
+                                                          {"ids": pending}).fetchall():
                         self.visible.setdefault(found, at)
-                self._halt.wait(self.interval)
+            self._halt.wait(self.interval)
 
 
 def outcome_count(conn: Any) -> tuple[int, int]:
@@ -509,6 +533,19 @@ def outcome_count(conn: Any) -> tuple[int, int]:
                        " coalesce(sum(events) FILTER (WHERE outcome <> 'stored'), 0)"
                        " FROM hv.ingest_outcomes").fetchone()
     return int(row[0]), int(row[1])
+
+
+def row_count_all(ctx: Context) -> tuple[int, int]:
+    """Uplinks and device events stored, over every server's members."""
+    from hypervision import placement
+
+    ups = evs = 0
+    for server, schemas in ctx.by_server().items():
+        if schemas:
+            with placement.connect_admin(ctx.settings, server) as conn:
+                u, e = row_count(conn, schemas)
+            ups, evs = ups + u, evs + e
+    return ups, evs
 
 
 def row_count(conn: Any, schemas: list[str]) -> tuple[int, int]:
@@ -531,6 +568,9 @@ def process_groups(ctx: Context, publisher_pid: int, naive: bool) -> list[harnes
         groups.append(harness.Group("receiver", [p.pid for p in ctx.procs.receivers]))
         groups.append(harness.Group("worker", [p.pid for p in ctx.procs.workers]))
     groups.extend(harness.service_groups(ctx.settings))
+    second = harness.pidfile(ctx.settings.data_dir / "second" / "postgres" / "postmaster.pid")
+    if any(ctx.placed.values()) and second is not None:
+        groups.append(harness.Group("postgres_second", [second]))
     groups.append(harness.Group("publisher", [publisher_pid]))
     groups.append(harness.Group("bench_poller", [os.getpid()], include_children=False))
     return groups
@@ -578,7 +618,7 @@ def run_phase(ctx: Context, name: str, uplinks: int, rate: float = 0.0,
             except queue.Empty:
                 pass
             if naive:
-                ups, evs = row_count(conn, ctx.schemas)
+                ups, evs = row_count_all(ctx)
                 done = ups + evs
             else:
                 done, _ = outcome_count(conn)
@@ -605,10 +645,11 @@ def run_phase(ctx: Context, name: str, uplinks: int, rate: float = 0.0,
         publisher.join(30)
         info = done_info or {}
         first = info.get("first", timeline[0][0])
-        ups, evs = row_count(conn, ctx.schemas)
+        ups, evs = row_count_all(ctx)
         outcomes, not_stored = outcome_count(conn)
         dead = conn.execute("SELECT count(*) FROM hv.dead_letters").fetchone()[0]
-        tx_latencies = tx_start_latencies(conn, ctx.schemas, poller.published)
+        # The members on the primary only (the others' rows are on the second server).
+        tx_latencies = tx_start_latencies(conn, ctx.by_server()[None], poller.published)
     uplinks_sent = info.get("uplinks", 0)
     seconds = (end_at or timeline[-1][0]) - first
     latencies = [poller.visible[i] - t for i, t in poller.published.items() if i in poller.visible]
@@ -652,7 +693,7 @@ def batch_retries(ctx: Context) -> dict[str, int]:
     return counts
 
 
-PIPELINE = ("receiver", "worker", "postgres", "redis", "mosquitto")
+PIPELINE = ("receiver", "worker", "postgres", "postgres_second", "redis", "mosquitto")
 
 
 def cpu_cost(phase: dict[str, Any], cores: int) -> dict[str, Any]:
@@ -857,6 +898,32 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def start_second_server(bench: harness.BenchEnv, args: argparse.Namespace) -> tuple[Any, Any]:
+    """A second local PostgreSQL + TimescaleDB (fresh) and the servers file naming it;
+    the workers inherit HV_DATABASE_SERVERS_FILE. Returns its settings and the
+    platform's, which now carry the file."""
+    import yaml
+
+    from hypervision import services
+
+    settings = bench.settings
+    second = settings.model_copy(update={"data_dir": settings.data_dir / "second",
+                                         "pg_port": args.port_base + 433})
+    services.stop_postgres(second)
+    shutil.rmtree(second.data_dir, ignore_errors=True)
+    services.start_postgres(second)
+    path = settings.data_dir / "servers.yaml"
+    path.write_text(yaml.safe_dump({"version": "v1", "kind": "database_servers", "servers": [
+        {"name": "primary", "role": "primary"},
+        {"name": "second", "role": "members", "host": second.pg_host, "port": second.pg_port,
+         "database": second.pg_database, "admin_url": second.admin_conninfo()},
+    ]}), encoding="utf-8")
+    os.environ["HV_DATABASE_SERVERS_FILE"] = str(path)
+    bench.env["HV_DATABASE_SERVERS_FILE"] = str(path)
+    bench.settings = settings.model_copy(update={"database_servers_file": path})
+    return second, bench.settings
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     publisher_argv()  # a missing publisher fails here, not after the set-up
@@ -869,9 +936,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     per = args.devices_per_member
     specs = fleet("bench_ingest_", 0xB1, args.members,
                   {"water": per - 2 * (per // 3), "waste": per // 3, "air": per // 3})
+    second = None
+    if args.servers == 2:
+        second, settings = start_second_server(bench, args)
+        specs = [s.model_copy(update={"server": "second"}) if i % 2 else s
+                 for i, s in enumerate(specs)]
     harness.apply_fleet(settings, specs)
     stream = ensure_stream(settings.data_dir / "cache", specs, args)
-    ctx = Context(args, bench, stream, [s.schema for s in specs], log_dir)
+    ctx = Context(args, bench, stream, [s.schema for s in specs], log_dir,
+                  placed={s.schema: s.server for s in specs})
     result: dict[str, Any] = {
         "benchmark": "ingest", "when": harness.now_iso(), "machine": harness.machine(settings),
         "command": "python -m bench.ingest " + " ".join(argv if argv is not None
@@ -886,6 +959,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "batch_size": args.batch_size, "batch_max_wait": args.batch_max_wait,
             "workers": args.workers, "concurrency": args.concurrency,
             "receivers": args.receivers, "qos": 1,
+            "servers": args.servers,
         },
     }
     try:
@@ -918,6 +992,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ctx.procs.stop(ctx.procs.workers)
         ctx.procs.stop(ctx.procs.naive)
         bench.close()
+        if second is not None and not args.keep_services:
+            from hypervision import services
+
+            services.stop_postgres(second)
     cores = result["machine"].get("cores") or 2
     for phase in ("naive", "throughput", "latency"):
         if result.get(phase):

@@ -30,6 +30,9 @@ APT_PACKAGES=(
   redis-server mosquitto mosquitto-clients nginx-light chromium
   cmake gcc make libssl-dev libkrb5-dev xz-utils
   python3 python3-venv python3-dev ca-certificates
+  # sshd for the tests of deliveries by SFTP (tests/sharing start their own, on a test port).
+  openssh-server
+  fonts-dejavu-core
 )
 
 install_debian_packages() {
@@ -64,7 +67,7 @@ install_timescaledb() {
   local work="$CACHE/timescaledb"
   local build
   build=$(ls -d "$work"/timescaledb-"$TSDB_VERSION".*/build 2>/dev/null | tail -n 1 || true)
-  if [ -z "$build" ] || [ ! -f "$build/src/timescaledb.so" ]; then
+  if [ -z "$build" ] || [ ! -f "$build/src/loader/timescaledb.so" ]; then
     # Debian 12 has no TimescaleDB; Debian 13 ships the Apache-2 edition as a source package.
     # A separate sources list and state folder leave the machine's own apt suites untouched.
     mkdir -p "$work/apt/lists/partial"
@@ -120,18 +123,21 @@ install_virtualenv() {
 
 write_env_file() {
   say "Configuration (.env)"
-  if [ -f "$ROOT/.env" ] && grep -q '^HV_SECRET_KEY=.' "$ROOT/.env"; then
-    skip ".env exists with a secret key"
-    return
-  fi
-  # A fresh random secret, readable by its owner only; see .env.example for the rest.
-  (umask 077 && printf 'HV_SECRET_KEY=%s\n' "$(python3 -c 'import secrets; print(secrets.token_hex(32))')" >>"$ROOT/.env")
-  skip "wrote .env with a new HV_SECRET_KEY"
+  # Fresh random secrets, readable by their owner only; see .env.example for the rest.
+  local name
+  for name in HV_SECRET_KEY HV_HTTP_INTEGRATION_TOKEN; do
+    if [ -f "$ROOT/.env" ] && grep -q "^$name=." "$ROOT/.env"; then
+      skip ".env has $name"
+      continue
+    fi
+    (umask 077 && printf '%s=%s\n' "$name" "$(python3 -c 'import secrets; print(secrets.token_hex(32))')" >>"$ROOT/.env")
+    skip "wrote a new $name to .env"
+  done
 }
 
 install_node() {
-  # Node.js runs the dashboard screenshot tests (playwright-core driving Debian's
-  # Chromium) and the ingest benchmark's publisher (MQTT.js, bench/publisher). Debian's
+  # Node.js runs the dashboard screenshot tests and the console's browser tests
+  # (playwright-core driving Debian's Chromium) and the ingest benchmark's publisher (MQTT.js, bench/publisher). Debian's
   # own packages unless a Node.js with npm is already there.
   say "Node.js and the packages of the screenshot tests and the benchmark's publisher"
   if ! command -v npm >/dev/null 2>&1; then
@@ -142,6 +148,19 @@ install_node() {
   else
     (cd "$ROOT/tests/superset" && npm ci --no-audit --no-fund --loglevel=error)
     skip "installed playwright-core for tests/superset"
+  fi
+  # The console's browser tests: playwright-core and axe-core (injected by the tests).
+  if [ -d "$ROOT/tests/console/node_modules/axe-core" ]; then
+    skip "tests/console/node_modules up to date"
+  else
+    (cd "$ROOT/tests/console" && npm ci --no-audit --no-fund --loglevel=error)
+    skip "installed playwright-core and axe-core for tests/console"
+  fi
+  if [ -d "$ROOT/tests/oidc/node_modules/oidc-provider" ]; then
+    skip "tests/oidc/node_modules up to date"
+  else
+    (cd "$ROOT/tests/oidc" && npm ci --no-audit --no-fund --loglevel=error)
+    skip "installed oidc-provider for tests/oidc (the single sign-on tests' provider)"
   fi
   if [ -d "$ROOT/bench/publisher/node_modules/mqtt" ]; then
     skip "bench/publisher/node_modules up to date"

@@ -28,7 +28,7 @@ class Batcher:
         self._send = send
         self._batch_size = batch_size
         self._max_wait = max_wait
-        self._items: list[tuple[Envelope, Callable[[], None] | None]] = []
+        self._items: list[tuple[Envelope, Callable[[], object] | None]] = []
         self._oldest = 0.0
         self._cond = threading.Condition()
         self._stopping = False
@@ -40,7 +40,7 @@ class Batcher:
         self._thread.start()
         return self
 
-    def add(self, envelope: Envelope, on_queued: Callable[[], None] | None = None) -> None:
+    def add(self, envelope: Envelope, on_queued: Callable[[], object] | None = None) -> None:
         with self._cond:
             if not self._items:
                 self._oldest = time.monotonic()
@@ -59,7 +59,7 @@ class Batcher:
             self._cond.notify()
         self._thread.join(timeout)
 
-    def _take(self) -> list[tuple[Envelope, Callable[[], None] | None]] | None:
+    def _take(self) -> list[tuple[Envelope, Callable[[], object] | None]] | None:
         with self._cond:
             while True:
                 if self._items:

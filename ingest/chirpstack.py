@@ -1,25 +1,31 @@
 """ChirpStack v4 integration events: from the bytes received to a typed, validated event.
 
 What arrives (MQTT topic `application/{app}/device/{dev_eui}/event/{type}`, or the HTTP
-integration's `?event={type}`) is an `Envelope`. `parse()` checks it strictly against the
-schema of the real `chirpstack_api.integration` protobuf messages (compiled once by
-ingest.chirpstack_schema): unknown fields and wrong types are rejected, never guessed. A
-rejected envelope raises `Rejected` with a `DeadReason`. ChirpStack's JSON is camelCase,
-with base64 bytes and `+00:00` timestamps; a field at its default may be absent.
+integration's `?event={type}`) is an `Envelope`. ChirpStack writes events as protobuf JSON
+(`json = true`, its default) or as binary protobuf (`json = false`); the envelope says which
+(`json`, `protobuf`, or `auto`: JSON when the payload starts with `{`). `parse()` reads it
+as protobuf's own parser would, against the real `chirpstack_api.integration` messages:
+JSON through the validators compiled by ingest.chirpstack_schema, binary through protobuf
+itself. Unknown fields (a newer ChirpStack) are accepted and kept in the stored event;
+wrong types are rejected, never guessed. A rejected envelope raises `Rejected` with a
+`DeadReason`. See ingest/README.md, "ChirpStack events".
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from chirpstack_api import integration
 from google.protobuf import json_format
-from google.protobuf.message import Message
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message import DecodeError, Message
 
-from ingest.chirpstack_schema import ValidationError, validator_for
+from ingest.chirpstack_schema import ValidationError, to_proto_json, validator_for
 from ingest.outcomes import DeadReason
 
 EVENT_MESSAGES: dict[str, type[Message]] = {
@@ -31,7 +37,20 @@ EVENT_MESSAGES: dict[str, type[Message]] = {
     "status": integration.StatusEvent,
     "location": integration.LocationEvent,
 }
-VALIDATORS = {kind: validator_for(message.DESCRIPTOR) for kind, message in EVENT_MESSAGES.items()}
+
+
+def _descriptor(message: type[Message]) -> Descriptor:
+    """A message's descriptor. At run time protobuf's C implementation (upb) provides it,
+    with the interface of the pure Python one that the stubs name."""
+    return cast(Descriptor, message.DESCRIPTOR)
+
+
+VALIDATORS = {kind: validator_for(_descriptor(message)) for kind, message in EVENT_MESSAGES.items()}
+ENCODINGS = ("json", "protobuf", "auto")
+# Where a binary event held fields this chirpstack_api does not know (a newer ChirpStack),
+# its stored JSON keeps the whole original message here, in base64: protobuf JSON cannot
+# name unknown fields.
+PROTOBUF_KEY = "protobufPayload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,37 +59,49 @@ class Envelope:
 
     origin: the MQTT topic, or `http` for the HTTP integration.
     event_type: `up`, `status`, ... (from the topic or the `event` query parameter).
+    encoding: `json`, `protobuf` or `auto` (see the module's docstring).
     """
 
     origin: str
     event_type: str
     payload: bytes
     received_at: float  # epoch seconds, at the receiver
+    encoding: str = "json"
 
     def to_wire(self) -> list[Any]:
-        return [self.origin, self.event_type, self.payload, self.received_at]
+        return [self.origin, self.event_type, self.payload, self.received_at, self.encoding]
 
     @classmethod
     def from_wire(cls, item: list[Any]) -> Envelope:
-        origin, event_type, payload, received_at = item
-        return cls(str(origin), str(event_type), bytes(payload), float(received_at))
+        # Batches queued by a receiver older than the encoding setting have 4 items.
+        origin, event_type, payload, received_at, *rest = item
+        encoding = str(rest[0]) if rest else "json"
+        return cls(str(origin), str(event_type), bytes(payload), float(received_at), encoding)
 
     @classmethod
-    def from_topic(cls, topic: str, payload: bytes, received_at: float) -> Envelope:
-        return cls(topic, topic.rsplit("/", 1)[-1], payload, received_at)
+    def from_topic(cls, topic: str, payload: bytes, received_at: float,
+                   encoding: str = "json") -> Envelope:
+        return cls(topic, topic.rsplit("/", 1)[-1], payload, received_at, encoding)
+
+    def is_json(self) -> bool:
+        if self.encoding == "auto":
+            return self.payload.lstrip(b" \t\r\n")[:1] == b"{"
+        return self.encoding != "protobuf"
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     """A validated ChirpStack event: `body` holds its fields by JSON name, with bytes
-    decoded and timestamps as datetimes; a field at its protobuf default may be absent,
-    so read it with `field()`."""
+    decoded and timestamps as datetimes (ingest.chirpstack_schema.Instant); a field at its
+    protobuf default may be absent, so read it with `field()`. `json` is the event as
+    stored: protobuf JSON with ChirpStack's field names, unknown fields kept."""
 
     kind: str
     dev_eui: str
     time: datetime
     deduplication_id: uuid.UUID | None
     body: dict[str, Any]
+    json: str
 
     def field(self, name: str, default: Any = None) -> Any:
         value = self.body.get(name)
@@ -80,22 +111,39 @@ class Event:
         """The event as its chirpstack_api.integration protobuf message (slow: not for
         the hot path)."""
         plain = {k: v for k, v in self.body.items() if v is not None}
-        return json_format.ParseDict(_jsonable(plain), EVENT_MESSAGES[self.kind]())
+        return json_format.ParseDict(to_proto_json(plain), EVENT_MESSAGES[self.kind]())
 
 
-def _jsonable(value: Any) -> Any:
-    """Undo the validator's conversions (bytes, datetimes) for protobuf's JSON parser."""
-    import base64
-
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
+def _json_names(value: Any, descriptor: Descriptor) -> tuple[Any, bool]:
+    """The JSON object of a message with its original field names (`dev_eui`) renamed to
+    JSON names (`devEui`), unknown keys kept; and whether anything was renamed."""
+    if not isinstance(value, dict) or descriptor.full_name.startswith("google.protobuf."):
+        return value, False
+    renamed = False
+    by_json_name = {f.json_name: f for f in descriptor.fields}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        field = by_json_name.get(key)
+        if field is None:
+            field = descriptor.fields_by_name.get(key)
+            if field is not None:
+                key, renamed = field.json_name, True
+        message = field.message_type if field is not None else None
+        if message is not None and message.GetOptions().map_entry:
+            value_type = message.fields_by_name["value"].message_type
+            if value_type is not None and isinstance(item, dict):
+                pairs = {k: _json_names(v, value_type) for k, v in item.items()}
+                item = {k: v for k, (v, _) in pairs.items()}
+                renamed = renamed or any(r for _, r in pairs.values())
+        elif message is not None and isinstance(item, list):
+            items = [_json_names(v, message) for v in item]
+            item = [v for v, _ in items]
+            renamed = renamed or any(r for _, r in items)
+        elif message is not None:
+            item, inner = _json_names(item, message)
+            renamed = renamed or inner
+        out[key] = item
+    return out, renamed
 
 
 class Rejected(Exception):
@@ -126,8 +174,14 @@ def parse(envelope: Envelope, max_payload_bytes: int) -> Event:
     if validator is None:
         raise Rejected(DeadReason.UNKNOWN_EVENT_TYPE, f"event type {envelope.event_type!r}",
                        topic_eui)
+    text: bytes | str
+    if envelope.is_json():
+        text = envelope.payload
+        stored = None
+    else:
+        text = stored = _protobuf_as_json(envelope, topic_eui)
     try:
-        body = validator.validate_json(envelope.payload)
+        body = validator.validate_json(text)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] in ("json_invalid", "dict_type", "model_type") and not first["loc"]:
@@ -162,7 +216,40 @@ def parse(envelope: Envelope, max_payload_bytes: int) -> Event:
         raise Rejected(DeadReason.INVALID_EVENT, "deduplicationId missing", dev_eui)
     if envelope.event_type == "up" and (body.get("fPort") or 0) > 255:
         raise Rejected(DeadReason.INVALID_EVENT, f"fPort {body['fPort']} out of range", dev_eui)
-    return Event(envelope.event_type, dev_eui, time, dedup, body)
+    if stored is None:
+        stored = envelope.payload.decode("utf-8")
+        if envelope.event_type != "up":
+            # Other events are read back by SQL by their JSON names (status, downlinks):
+            # store those names even when the event used the original ones. Uplinks are
+            # read from their columns; their JSON is kept as received.
+            renamed, changed = _json_names(json.loads(stored),
+                                           _descriptor(EVENT_MESSAGES[envelope.event_type]))
+            if changed:
+                stored = json.dumps(renamed, ensure_ascii=False)
+    return Event(envelope.event_type, dev_eui, time, dedup, body, stored)
+
+
+def _protobuf_as_json(envelope: Envelope, topic_eui: str | None) -> str:
+    """A binary protobuf event as protobuf JSON, every scalar written (as ChirpStack's JSON
+    does), so that both encodings are validated and stored alike."""
+    message = EVENT_MESSAGES[envelope.event_type]()
+    try:
+        message.ParseFromString(envelope.payload)
+    except DecodeError as exc:
+        raise Rejected(DeadReason.MALFORMED_PROTOBUF, f"not a {message.DESCRIPTOR.name}: {exc}",
+                       topic_eui) from None
+    size = message.ByteSize()
+    message.DiscardUnknownFields()
+    try:
+        document = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    except (ValueError, TypeError, json_format.Error) as exc:
+        # Decodable, but with a value JSON cannot hold (a Timestamp out of range, NaN in
+        # a Struct): invalid, as the same event in JSON would be.
+        raise Rejected(DeadReason.INVALID_EVENT, f"{message.DESCRIPTOR.name}: {exc}"[:500],
+                       topic_eui) from None
+    if message.ByteSize() != size:
+        document[PROTOBUF_KEY] = base64.b64encode(envelope.payload).decode()
+    return json.dumps(document, ensure_ascii=False)
 
 
 def received_datetime(envelope: Envelope) -> datetime:

@@ -1,4 +1,6 @@
 """Every event gets exactly one outcome, counted per member and day in hv.ingest_outcomes.
+The day is the UTC day the network received the event (ChirpStack's `time`, never later
+than our own reception: ingest.process.network_day), not the day it was processed.
 
 An event that cannot be stored also gets a dead letter (hv.dead_letters) whose reason is
 one of `DeadReason`: nothing is dropped silently, and a bare log line is never an outcome.
@@ -23,8 +25,11 @@ class DeadReason(StrEnum):
     OVERSIZED = "oversized"
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
     MALFORMED_JSON = "malformed_json"
+    MALFORMED_PROTOBUF = "malformed_protobuf"
     INVALID_EVENT = "invalid_event"
     TOPIC_MISMATCH = "topic_mismatch"
+    # The DevEUI is a member's, the event comes from another ChirpStack tenant/application.
+    WRONG_APPLICATION = "wrong_application"
     UNKNOWN_DEVICE = "unknown_device"
     DEVICE_INACTIVE = "device_inactive"
     TENANT_SUSPENDED = "tenant_suspended"

@@ -5,7 +5,8 @@ Thin on purpose: no database and no decoding here. It subscribes to
 fixed client id), so the broker keeps what is published while the receiver is away and
 delivers it on return. Acknowledgements are manual: a message is acknowledged only once
 the batch holding it is in Redis (ingest.batcher). ChirpStack's integration must publish
-with QoS 1 too (see infra/chirpstack/).
+with QoS 1 too (see infra/chirpstack/). Events may be JSON or binary protobuf
+(HV_CHIRPSTACK_ENCODING); the worker reads both.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def celery_sender(settings: Settings) -> Any:
     """A function that puts one batch on the ingest queue and returns once it is there."""
-    from ingest.worker import INGEST_QUEUE, app
+    from hypervision.celery_app import INGEST_QUEUE, app
 
     def send(wire: list[list[Any]]) -> None:
         app.send_task("ingest.process_batch", args=[wire], queue=INGEST_QUEUE,
@@ -76,7 +77,8 @@ class MqttReceiver:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.received += 1
-        envelope = Envelope.from_topic(message.topic, message.payload, time.time())
+        envelope = Envelope.from_topic(message.topic, bytes(message.payload), time.time(),
+                                       self.settings.chirpstack_encoding)
         mid, qos = message.mid, message.qos
         self.batcher.add(envelope, lambda: client.ack(mid, qos))
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from hypervision.tenancy.spec import member_role
+from hypervision.roles import member_role
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,19 +27,28 @@ class DeviceEntry:
     variables: Mapping[str, str]
     active: bool
     suspended: bool
+    # The member's ChirpStack tenant and applications, as `chirpstack apply` recorded them
+    # (None and empty until it is provisioned): an event of this DevEUI from elsewhere in
+    # ChirpStack is not the member's.
+    chirpstack_tenant: str | None = None
+    chirpstack_applications: frozenset[str] = frozenset()
 
 
 def load_entries(conn: psycopg.Connection) -> dict[str, DeviceEntry]:
     rows = conn.execute(
         """
         SELECT d.dev_eui, d.member_slug, m.schema_name, d.model_id, d.variables, d.active,
-               m.suspended
+               m.suspended, t.tenant_id::text,
+               ARRAY(SELECT a.application_id::text FROM hv.chirpstack_applications a
+                     WHERE a.member_slug = m.slug)
         FROM hv.devices d JOIN hv.members m ON m.slug = d.member_slug
+        LEFT JOIN hv.chirpstack_tenants t ON t.member_slug = m.slug
         """
     ).fetchall()
     return {
         r[0]: DeviceEntry(r[0], r[1], r[2], member_role(r[1], "writer"), r[3],
-                          {str(k): str(v) for k, v in (r[4] or {}).items()}, r[5], r[6])
+                          {str(k): str(v) for k, v in (r[4] or {}).items()}, r[5], r[6],
+                          r[7], frozenset(r[8]))
         for r in rows
     }
 

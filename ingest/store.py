@@ -16,14 +16,14 @@ The staging tables empty themselves at commit: a redelivered batch changes nothi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
-
-from hypervision.chirpstack.downlinks import track as track_downlinks
 
 # Rows are tuples in these orders; the member tables have the same columns (and may have
 # more, with defaults).
@@ -49,9 +49,9 @@ class MemberBatch:
     slug: str
     schema: str
     writer_role: str
-    uplinks: list[tuple] = field(default_factory=list)
-    measurements: list[tuple] = field(default_factory=list)
-    events: list[tuple] = field(default_factory=list)
+    uplinks: list[tuple[Any, ...]] = field(default_factory=list)
+    measurements: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -90,7 +90,7 @@ def prepare_staging(conn: psycopg.Connection) -> None:
             conn.execute(sql.SQL("GRANT SELECT ON {} TO PUBLIC").format(sql.Identifier(stage)))
 
 
-def _copy(cur: psycopg.Cursor, stage: str, rows: Iterable[tuple]) -> None:
+def _copy(cur: psycopg.Cursor, stage: str, rows: Iterable[tuple[Any, ...]]) -> None:
     columns = ("member_slug", *STAGES[stage][1])
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(stage),
                                                           _columns(columns))
@@ -257,12 +257,18 @@ def write_member(conn: psycopg.Connection, batch: MemberBatch, guard_window_s: i
                 member,
             )
             digests = {bytes(row[0]) for row in cur.fetchall()}
-            # A txack or ack moves the member's downlinks forward (queued → sent → acked).
-            answered = sorted({row[1] for row in batch.events if row[2] in ("txack", "ack")})
-            if answered:
-                track_downlinks(conn, batch.schema, answered)
         cur.execute("RESET ROLE")
     return MemberResult(stored, digests)
+
+
+@contextmanager
+def acting_as(conn: psycopg.Connection, role: str) -> Iterator[None]:
+    """Run the block as `role` (a member's writer), inside the caller's transaction."""
+    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+    try:
+        yield
+    finally:
+        conn.execute("RESET ROLE")
 
 
 def write_dead_letters(conn: psycopg.Connection, letters: Sequence[DeadLetter]) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +67,30 @@ def settings() -> Settings:
     return get_settings()
 
 
-@pytest.fixture(scope="session")
-def services(settings: Settings) -> Iterator[Settings]:
-    """Fresh PostgreSQL/TimescaleDB, Redis and Mosquitto for the whole session."""
+@contextmanager
+def running_services(settings: Settings) -> Iterator[Settings]:
+    """Fresh PostgreSQL/TimescaleDB, Redis and Mosquitto in settings.data_dir, stopped
+    whatever happens: a start that fails half-way (PostgreSQL up, Mosquitto's port taken)
+    stops what did start (tests/platform/test_test_fixtures.py)."""
     from hypervision import services as svc
 
     svc.stop_all(settings)
-    if TEST_DATA.exists():
-        shutil.rmtree(TEST_DATA)
-    TEST_DATA.mkdir(parents=True)
-    TEST_DATA.chmod(0o755)
-    svc.start_all(settings)
-    yield settings
-    svc.stop_all(settings)
+    if settings.data_dir.exists():
+        shutil.rmtree(settings.data_dir)
+    settings.data_dir.mkdir(parents=True)
+    settings.data_dir.chmod(0o755)
+    try:
+        svc.start_all(settings)
+        yield settings
+    finally:
+        svc.stop_all(settings)
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings) -> Iterator[Settings]:
+    """Fresh PostgreSQL/TimescaleDB, Redis and Mosquitto for the whole session."""
+    with running_services(settings) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
@@ -168,3 +180,8 @@ def simulator(platform_db: Settings) -> Any:
     for device in sim.devices:
         device.f_cnt = seed * 10_000
     return sim
+
+
+# The OpenID Connect provider, one for the session whatever folders run (tests/console's
+# single sign-on and tests/superset's sign-in through the platform both use it).
+from tests.oidc.fixture import oidc_provider  # noqa: E402, F401

@@ -33,7 +33,7 @@ def check_worker() -> str | None:
 
     Any other container's worker answering proves nothing about this one.
     """
-    from ingest.worker import app
+    from hypervision.celery_app import app
 
     host = socket.gethostname()
     replies = app.control.ping(timeout=TIMEOUT) or []

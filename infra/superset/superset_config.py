@@ -7,15 +7,27 @@ value it needs as an environment variable when it starts the web server
 
     HV_SUPERSET_SECRET_KEY      signs sessions and encrypts stored database passwords
     HV_SUPERSET_DATABASE_URI    the metadata database, in the platform's PostgreSQL
+    HV_SUPERSET_BEHIND_TLS      "1" when people reach Superset over https (behind the
+                                proxy): the session cookie is then `Secure`, and the
+                                proxy's X-Forwarded-* headers are trusted (one hop)
+    HV_SUPERSET_PLATFORM_URL    where Superset reaches the platform's API (server to server)
+    HV_SUPERSET_PLATFORM_PUBLIC_URL  where browsers reach the console, to sign in
+    HV_SUPERSET_OAUTH_SECRET    Superset's secret as the platform's OAuth client
 
 Choices made here, and why:
-- Nothing leaves the machine (BRIEF.md, "Non-negotiables"): the Content-Security-Policy
+- Nothing leaves the machine (the platform calls no service outside the deployment,
+  README.md): the Content-Security-Policy
   allows this origin only, which blocks the front end's tracking pixel, map tiles and web
   fonts; no documentation or bug-report links point outside.
 - Members never write SQL: SQL Lab and templated SQL are off; a member's users get the
   `Gamma` role plus their member's role, which can use that member's database connection
   only. Isolation itself holds in PostgreSQL: that connection logs in with the member's
   read-only role.
+- People sign in through the platform, never with a Superset password
+  (platform_auth.py): the platform is the OAuth 2 provider, its console session (password
+  and second factor, or single sign-on) is the authentication, the tenant file gives the
+  roles at every sign-in, and the platform confirms the session before every request.
+- Every dashboard and chart shown to a person enters the platform's audit trail.
 - French first: the default language, number and date formats are French.
 - No Redis, no Celery: caches are in process (or none); dashboards run queries
   synchronously.
@@ -23,8 +35,18 @@ Choices made here, and why:
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from datetime import timedelta
+from pathlib import Path
+
+# Superset's own virtualenv loads this file; the platform's tests read its settings too,
+# without Superset installed: the sign-in's classes are loaded in Superset only.
+IN_SUPERSET = importlib.util.find_spec("superset") is not None
+if IN_SUPERSET:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import platform_auth  # beside this file, found through the line above
 
 
 def _required(name: str) -> str:
@@ -37,6 +59,7 @@ def _required(name: str) -> str:
 
 
 SECRET_KEY = _required("HV_SUPERSET_SECRET_KEY")
+BEHIND_TLS = os.environ.get("HV_SUPERSET_BEHIND_TLS", "") == "1"
 SQLALCHEMY_DATABASE_URI = _required("HV_SUPERSET_DATABASE_URI")
 
 # The metadata database must be PostgreSQL: with SQLite, two members' datasets on tables
@@ -98,8 +121,9 @@ TALISMAN_CONFIG = {
         "form-action": ["'self'"],
     },
     "content_security_policy_nonce_in": ["script-src"],
+    # TLS ends at the proxy, which redirects plain HTTP itself.
     "force_https": False,
-    "session_cookie_secure": False,
+    "session_cookie_secure": BEHIND_TLS,
 }
 TALISMAN_DEV_CONFIG = TALISMAN_CONFIG
 THEME_FONT_URL_ALLOWED_DOMAINS: list[str] = []
@@ -139,10 +163,45 @@ DATA_CACHE_CONFIG = {"CACHE_TYPE": "NullCache"}
 RATELIMIT_STORAGE_URI = "memory://"
 
 # --- Sessions ---------------------------------------------------------------------------
+# Over https (behind the proxy), the session cookie never travels in clear, and the
+# client's address and scheme come from the proxy's headers (it is the only hop).
+SESSION_COOKIE_SECURE = BEHIND_TLS
+ENABLE_PROXY_FIX = BEHIND_TLS
+PROXY_FIX_CONFIG = {"x_for": 1, "x_proto": 1, "x_host": 1, "x_port": 0, "x_prefix": 0}
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
-AUTH_USER_REGISTRATION = False
 PUBLIC_ROLE_LIKE = None
+
+# --- Signing in through the platform (platform_auth.py) -----------------------------------
+PLATFORM_URL = _required("HV_SUPERSET_PLATFORM_URL").rstrip("/")
+PLATFORM_PUBLIC_URL = (os.environ.get("HV_SUPERSET_PLATFORM_PUBLIC_URL")
+                       or PLATFORM_URL).rstrip("/")
+AUTH_TYPE = 4  # flask_appbuilder.const.AUTH_OAUTH
+OAUTH_PROVIDERS = [{
+    "name": "hypervision",
+    "icon": "fa-key",
+    "token_key": "access_token",
+    "remote_app": {
+        "client_id": "superset",
+        "client_secret": _required("HV_SUPERSET_OAUTH_SECRET"),
+        "api_base_url": f"{PLATFORM_URL}/api/v1/superset/",
+        "access_token_url": f"{PLATFORM_URL}/api/v1/superset/token",
+        "authorize_url": f"{PLATFORM_PUBLIC_URL}/console/superset/authorize",
+    },
+}]
+# A person the platform vouches for gets a Superset user at their first sign-in, with the
+# roles the platform names; at each later sign-in their roles are set again.
+AUTH_USER_REGISTRATION = True
+AUTH_USER_REGISTRATION_ROLE = "Gamma"
+AUTH_ROLES_SYNC_AT_LOGIN = True
+# The REST API's password login stays open for the provisioning `admin` alone
+# (PlatformSecurityManager.auth_user_db refuses every other account).
+AUTH_API_LOGIN_ALLOW_MULTIPLE_PROVIDERS = True
+if IN_SUPERSET:
+    platform_auth.Platform.url = PLATFORM_URL
+    CUSTOM_SECURITY_MANAGER = platform_auth.PlatformSecurityManager
+    FLASK_APP_MUTATOR = platform_auth.install
+    EVENT_LOGGER = platform_auth.ViewLogger()
 # Members' users are Gamma (dashboards and charts, no data of their own) plus their member
 # role; nobody but the admin gets the sql_lab role.

@@ -7,12 +7,14 @@ compared or used as a fallback when the model declares no codec).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ingest.decode.errors import CatalogueError, DecodeError
 from ingest.decode.mapping import CompiledMapping, disagreement
@@ -23,14 +25,36 @@ if TYPE_CHECKING:
     from ingest.decode.jsruntime import JsCodec, JsResult
 
 MODELS_DIR = Path(__file__).parent / "models"
+BUILT_IN = "built-in"
+OPERATOR = "operator"
 JS_DIR = Path(__file__).parent / "codecs" / "js"
 
-BuiltinDecoder = Callable[[int, bytes], dict]
+BuiltinDecoder = Callable[[int, bytes], dict[str, Any]]
 
 
-def load_builtin(module: str) -> BuiltinDecoder:
-    """The `decode(f_port, data)` function of ingest/decode/codecs/<module>.py."""
-    return importlib.import_module(f"ingest.decode.codecs.{module}").decode  # type: ignore[no-any-return]
+def load_builtin(module: str, variant: str | None = None) -> BuiltinDecoder:
+    """The `decode(f_port, data)` function of ingest/decode/codecs/<module>.py.
+
+    `module` may be written `module:variant`. A family module (one vendor frame format for
+    several models) lists its models in `VARIANTS` and takes `variant=` as a keyword; an
+    unknown variant raises LookupError.
+    """
+    if variant is None and ":" in module:
+        module, variant = module.split(":", 1)
+    loaded = importlib.import_module(f"ingest.decode.codecs.{module}")
+    if variant is None:
+        decode: BuiltinDecoder = loaded.decode
+        return decode
+    variants = getattr(loaded, "VARIANTS", {})
+    if variant not in variants:
+        known = ", ".join(sorted(variants)) or "none"
+        raise LookupError(f"{module} has no variant {variant!r} (variants: {known})")
+    return functools.partial(loaded.decode, variant=variant)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a codec file, recorded in operator model files (codec.sha256)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _short(exc: BaseException) -> str:
@@ -48,6 +72,7 @@ class _Entry:
     codec_version: str | None
     builtin: BuiltinDecoder | None
     js_path: Path | None
+    origin: str
 
 
 class Catalogue:
@@ -67,16 +92,33 @@ class Catalogue:
         Raises CatalogueError listing every invalid file, field and problem at once.
         """
         folders = [Path(d) for d in dirs] or [MODELS_DIR]
+        return cls._load([(folder, BUILT_IN if folder == MODELS_DIR else OPERATOR)
+                          for folder in folders])
+
+    @classmethod
+    def load_with_operator(cls, operator_dir: Path | None) -> Catalogue:
+        """The built-in models and those of the operator's catalogue folder, if it exists.
+
+        An operator model may not reuse a built-in model's id. See ingest/decode/README.md,
+        "Operator catalogue".
+        """
+        folders = [(MODELS_DIR, BUILT_IN)]
+        if operator_dir is not None and Path(operator_dir).is_dir():
+            folders.append((Path(operator_dir), OPERATOR))
+        return cls._load(folders)
+
+    @classmethod
+    def _load(cls, folders: list[tuple[Path, str]]) -> Catalogue:
         entries: dict[str, _Entry] = {}
         problems: list[str] = []
-        for folder in folders:
+        for folder, origin in folders:
             files = sorted(folder.glob("*.yaml"))
             if not folder.is_dir():
                 problems.append(f"{folder}: not a folder")
             for path in files:
                 try:
                     model = load_model_file(path)
-                    entry = cls._entry(model, path)
+                    entry = cls._entry(model, path, origin)
                 except CatalogueError as exc:
                     problems.extend(exc.problems)
                     continue
@@ -89,13 +131,13 @@ class Catalogue:
         return cls(entries)
 
     @staticmethod
-    def _entry(model: DeviceModel, path: Path) -> _Entry:
+    def _entry(model: DeviceModel, path: Path, origin: str = BUILT_IN) -> _Entry:
         builtin: BuiltinDecoder | None = None
         js_path: Path | None = None
         if model.codec is not None and model.codec.builtin is not None:
             try:
-                builtin = load_builtin(model.codec.builtin)
-            except (ImportError, AttributeError) as exc:
+                builtin = load_builtin(model.codec.builtin, model.codec.variant)
+            except (ImportError, AttributeError, LookupError) as exc:
                 module = f"ingest.decode.codecs.{model.codec.builtin}"
                 problem = f"{path}: codec.builtin: no decoder {module} ({exc})"
                 raise CatalogueError([problem]) from exc
@@ -105,6 +147,13 @@ class Catalogue:
             js_path = (base / rel).resolve()
             if not js_path.is_file():
                 raise CatalogueError([f"{path}: codec.js: file {js_path} not found"])
+            expected = model.codec.sha256
+            if expected is not None and file_sha256(js_path) != expected:
+                raise CatalogueError([
+                    f"{path}: codec.sha256: {js_path.name} changed since version "
+                    f"{model.codec.version} was recorded; import it again with "
+                    "`hypervision models add` so that it gets a new version"
+                ])
         return _Entry(
             model=model,
             mapping=CompiledMapping(model),
@@ -112,6 +161,7 @@ class Catalogue:
             codec_version=model.codec_version,
             builtin=builtin,
             js_path=js_path,
+            origin=origin,
         )
 
     @property
@@ -121,6 +171,10 @@ class Catalogue:
     def get(self, model_id: str) -> DeviceModel:
         """The model with this id; KeyError if unknown."""
         return self._entries[model_id].model
+
+    def origin(self, model_id: str) -> str:
+        """Where the model comes from: "built-in" (this package) or "operator" (catalogue/)."""
+        return self._entries[model_id].origin
 
     def js_codec(self, path: Path) -> JsCodec:
         """The long-lived runtime of one JS codec file, created on first use."""
@@ -134,7 +188,9 @@ class Catalogue:
     def decode_one(self, item: UplinkToDecode) -> Decoded:
         return self.decode_batch([item])[0]
 
-    def codec_output(self, item: UplinkToDecode) -> tuple[dict | None, list[str], str | None]:
+    def codec_output(
+        self, item: UplinkToDecode
+    ) -> tuple[dict[str, Any] | None, list[str], str | None]:
         """What the model's platform codec returns for one uplink: (data, warnings, error).
 
         For installers checking a frame (`hypervision decode`); the pipeline uses
@@ -192,7 +248,8 @@ class Catalogue:
                     results[i] = self._failed(entry, "codec returned no data object")
                 else:
                     results[i] = self._finish(entry, items[i], outcome.data, outcome.warnings)
-        return results  # type: ignore[return-value]
+        # Every branch above filled its slot: no None is left.
+        return cast(list[Decoded], results)
 
     def _run_js(self, js_path: Path, items: list[UplinkToDecode]) -> list[JsResult]:
         try:

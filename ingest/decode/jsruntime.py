@@ -36,6 +36,8 @@ from ingest.decode.records import UplinkToDecode
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+# Open files of the sandbox process: Python's start-up, V8, the codec files being read.
+SANDBOX_OPEN_FILES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,17 @@ def _strings(value: Any) -> list[str]:
     return [str(value)]
 
 
+def _sandbox_limits() -> None:
+    """Resource limits of the sandbox process, set between fork and exec: it writes no
+    file and no core dump (which would hold its memory), and opens few files. Memory is
+    bounded by V8's heap flag and the watchdog's RSS check, time by V8's own timeouts."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (SANDBOX_OPEN_FILES, SANDBOX_OPEN_FILES))
+
+
 class Sandbox:
     """The child process running V8, with a watchdog on time, memory and death."""
 
@@ -96,10 +109,15 @@ class Sandbox:
         self._buffer = b""
 
     def _start(self) -> subprocess.Popen[bytes]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
-        )
+        # Nothing of the worker's environment (database and broker passwords): the sandbox
+        # runs vendor code and needs only to find Python's modules.
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(_PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
         self._buffer = b""
         return subprocess.Popen(
             [sys.executable, "-m", "ingest.decode.jssandbox", str(self.limits.sandbox_heap_mb)],
@@ -108,6 +126,7 @@ class Sandbox:
             stderr=subprocess.DEVNULL,  # V8's fatal-error dumps; the reply says what failed
             env=env,
             bufsize=0,
+            preexec_fn=_sandbox_limits,
         )
 
     def _process(self) -> subprocess.Popen[bytes]:
@@ -157,7 +176,7 @@ class Sandbox:
 
     def request(
         self, header: dict[str, Any], items_json: str, deadline_s: float
-    ) -> tuple[dict, str]:
+    ) -> tuple[dict[str, Any], str]:
         """Send one request; return (reply header, results JSON). Raises SandboxDied."""
         proc = self._process()
         assert proc.stdin is not None

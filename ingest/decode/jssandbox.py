@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ from py_mini_racer._exc import MiniRacerBaseException
 # Installed before the codec, so that a codec replacing JSON.stringify or Date cannot
 # break it. Each item is serialised inside its own try block: an unserialisable result
 # (a cycle, a BigInt) fails that item only.
+# Codec files kept compiled at once (each V8 context holds three file descriptors).
+MAX_CONTEXTS = 12
+
 WRAPPER = r"""
 var __hv = (function (stringify, DateCtor, global) {
   function one(item) {
@@ -94,7 +98,11 @@ class CodecContext:
         return self.ctx
 
     def discard(self) -> None:
-        """Forget a context that hit a limit; a fresh one is compiled on next use."""
+        """Close a context that hit a limit (or is evicted); a fresh one is compiled on
+        next use. Closing matters: each V8 context holds three file descriptors until then,
+        and the sandbox may open few (jsruntime.SANDBOX_OPEN_FILES)."""
+        if self.ctx is not None:
+            self.ctx.close()
         self.ctx = None
 
     def run(self, items_json: str, timeout_s: float, max_memory: int) -> str:
@@ -135,7 +143,10 @@ def main() -> None:
     # A bounded V8 heap makes a runaway codec end this process quickly instead of growing
     # it to gigabytes first.
     init_mini_racer(flags=(*DEFAULT_V8_FLAGS, f"--max-old-space-size={heap_mb}"))
-    codecs: dict[str, CodecContext] = {}
+    # The codecs compiled, least recently used first. Only MAX_CONTEXTS stay compiled: an
+    # operator's catalogue gains a codec file per version, and a context per file kept for
+    # ever would exhaust the sandbox's file descriptors (three per V8 context).
+    codecs: OrderedDict[str, CodecContext] = OrderedDict()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         header, items = stdin.readline(), stdin.readline()
@@ -147,9 +158,14 @@ def main() -> None:
             codec = codecs.get(path)
             if codec is None:
                 codec = codecs[path] = CodecContext(path)
+                while len(codecs) > MAX_CONTEXTS:
+                    codecs.popitem(last=False)[1].discard()
+            codecs.move_to_end(path)
             reply = json.dumps({"ok": True}) + "\n" + codec.decode(items.decode(), req)
         except (LoadError, OSError) as exc:
-            codecs.pop(path, None)
+            failed = codecs.pop(path, None)
+            if failed is not None:
+                failed.discard()
             reply = json.dumps({"ok": False, "error": str(exc)}) + "\n[]"
         stdout.write(reply.encode() + b"\n")
         stdout.flush()

@@ -73,6 +73,7 @@ class CompiledMetric:
         "values",
         "var_default",
         "var_name",
+        "where",
         "zone",
     )
 
@@ -83,6 +84,7 @@ class CompiledMetric:
         self.path = compile_path(mapping.path)
         self.path_text = f"{mapping.series}[*].{mapping.path}" if mapping.series else mapping.path
         self.series = compile_path(mapping.series) if mapping.series else None
+        self.where = dict(mapping.where) if mapping.where else None
         self.time = compile_path(mapping.time) if mapping.time else None
         self.time_format = mapping.time_format
         self.zone = ZoneInfo(mapping.timezone or model.timezone)
@@ -138,7 +140,12 @@ class CompiledMetric:
         if not isinstance(items, list):
             warnings.append(f"{self.metric} ({self.path_text}): series is not a list")
             return
+        where = self.where
         for item in items:
+            if where is not None and not (
+                isinstance(item, Mapping) and all(item.get(k) == v for k, v in where.items())
+            ):
+                continue
             raw = lookup(item, self.path)
             if raw is _MISSING:
                 continue
@@ -263,7 +270,8 @@ def _keyed(readings: list[Reading]) -> dict[str, float]:
     return keyed
 
 
-def disagreement(platform: list[Reading], chirpstack: list[Reading]) -> dict | None:
+def disagreement(platform: list[Reading],
+                 chirpstack: list[Reading]) -> dict[str, Any] | None:
     """{"metric": [platform_value, chirpstack_value]} where they differ; None if they agree.
 
     Readings with their own time are keyed "metric@time". A value missing on one side is None.

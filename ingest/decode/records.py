@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,7 @@ class UplinkToDecode:
     model_id: str
     f_port: int
     data: bytes
-    object: dict | None  # ChirpStack's decoded `object` (numbers are floats) or None
+    object: dict[str, Any] | None  # ChirpStack's decoded `object` (numbers are floats) or None
     recv_time: datetime  # the uplink's time (aware)
     variables: Mapping[str, str]  # per-device variables, e.g. {"litres_per_pulse": "10"}
 
@@ -47,4 +48,4 @@ class Decoded:
     codec_version: str | None
     error: str | None
     warnings: list[str]
-    disagreement: dict | None
+    disagreement: dict[str, Any] | None

@@ -55,7 +55,18 @@ class CodecSpec(_Strict):
         description="JS file relative to ingest/decode/codecs/js/ (or to the model file when it "
         "starts with ./ or ../), exposing decodeUplink(input)",
     )
+    variant: str | None = Field(
+        default=None,
+        description="model within a family decoder (one decoder per vendor frame format), "
+        "e.g. dl-iam for builtin: decentlab; only with builtin",
+    )
     version: str = Field(description="codec version stored with every decoded uplink")
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the JS file (set by `hypervision models add`); the catalogue "
+        "refuses a file changed without a new version",
+    )
 
     @field_validator("builtin")
     @classmethod
@@ -75,12 +86,17 @@ class CodecSpec(_Strict):
     def _exactly_one(self) -> CodecSpec:
         if (self.builtin is None) == (self.js is None):
             raise ValueError("give exactly one of 'builtin' or 'js'")
+        if self.variant is not None and self.builtin is None:
+            raise ValueError("'variant' selects a model of a built-in family decoder")
         return self
 
     @property
     def name(self) -> str:
-        """The codec name stored with decoded uplinks: builtin:<module> or js:<path>."""
-        return f"builtin:{self.builtin}" if self.builtin else f"js:{self.js}"
+        """The codec name stored with decoded uplinks: builtin:<module>[:<variant>] or js:<path>."""
+        if self.builtin is None:
+            return f"js:{self.js}"
+        suffix = f":{self.variant}" if self.variant else ""
+        return f"builtin:{self.builtin}{suffix}"
 
 
 class VariableSpec(_Strict):
@@ -103,6 +119,11 @@ class MetricMapping(_Strict):
     path: str = Field(description="dotted path to the value (relative to each item in a series)")
     series: str | None = Field(
         default=None, description="dotted path to a list: one reading per item"
+    )
+    where: dict[str, str] | None = Field(
+        default=None,
+        description="with `series`: only the items whose fields have these values, e.g. "
+        "{Type: Volume}",
     )
     unit: str | None = Field(
         default=None,
@@ -146,6 +167,8 @@ class MetricMapping(_Strict):
 
     @model_validator(mode="after")
     def _units_fit(self) -> MetricMapping:
+        if self.where is not None and self.series is None:
+            raise ValueError("'where' selects items of a 'series'")
         metric = METRICS[self.metric]
         if self.fill_from_depth is not None:
             if self.metric != "fill.level":

@@ -19,7 +19,11 @@ packed. `manifest.json` lists every file with its SHA-256; its own SHA-256 is th
 archive's fingerprint, printed by the CLI, for whoever receives the archive to check.
 
 `import_member` refuses an archive whose files do not match their manifest (or whose
-manifest does not match the fingerprint given), applies the declaration through
+manifest does not match the fingerprint given), whose tables name files the manifest does
+not verify, that is larger than HV_IMPORT_MAX_BYTES, that declares a syndicate or operator
+accounts, or whose slug is a member of this instance not itself imported from an archive
+of the same member (docs/security.md); nothing is written before these checks pass. It
+then applies the declaration through
 hypervision.tenancy (schema, roles, devices), then restores every table with
 INSERT ... ON CONFLICT DO NOTHING: importing twice changes nothing. The archived audit
 trail stays in the archive (its chain belongs to the instance that wrote it); the import
@@ -28,6 +32,7 @@ itself is audited. See platform/hypervision/export/README.md, "Reversibility".
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -389,8 +394,8 @@ def _pack(folder: Path, manifest_bytes: bytes, out: Path, names: list[str]) -> N
             for name in names:
                 z.write(folder / name, name)
     else:
-        mode = "w:gz" if suffix in (".tar.gz",) or out.suffix.lower() == ".tgz" else "w"
-        with tarfile.open(partial, mode) as t:  # type: ignore[call-overload]
+        gzipped = suffix in (".tar.gz",) or out.suffix.lower() == ".tgz"
+        with tarfile.open(partial, "w:gz" if gzipped else "w") as t:
             (folder / MANIFEST).write_bytes(manifest_bytes)
             t.add(folder / MANIFEST, MANIFEST, recursive=False)
             for name in names:
@@ -452,7 +457,7 @@ def _members(archive: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
         with zipfile.ZipFile(archive) as z:
             for info in z.infolist():
                 if not info.is_dir():
-                    yield info.filename, lambda info=info: z.open(info)
+                    yield info.filename, functools.partial(z.open, info)
         return
     try:
         with tarfile.open(archive, "r:*") as t:
@@ -461,7 +466,7 @@ def _members(archive: Path) -> Iterator[tuple[str, Callable[[], Any]]]:
                     continue
                 if not member.isfile():
                     raise ArchiveError(f"refusing a link or device in the archive: {member.name}")
-                yield member.name, lambda member=member: t.extractfile(member)
+                yield member.name, functools.partial(t.extractfile, member)
     except tarfile.TarError as exc:
         raise ArchiveError(f"{archive}: not a readable tar or zip archive ({exc})") from None
 
@@ -473,17 +478,30 @@ class OpenedArchive:
     folder: Path
 
 
-def open_archive(archive: Path, into: Path, fingerprint: str | None = None) -> OpenedArchive:
+def open_archive(archive: Path, into: Path, fingerprint: str | None = None,
+                 max_bytes: int | None = None) -> OpenedArchive:
     """Extract the archive into `into` and check it: every file listed in the manifest,
-    with its size and SHA-256, and nothing else. Raises ArchiveError naming the problem."""
+    with its size and SHA-256, and nothing else; at most `max_bytes` extracted in all
+    (counted while extracting, so a compressed bomb stops at the cap). Raises
+    ArchiveError naming the problem."""
     if not archive.is_file():
         raise ArchiveError(f"{archive}: no such file")
     manifest_bytes: bytes | None = None
     extracted: dict[str, tuple[str, int]] = {}
+    total = 0
+
+    def count(n: int) -> None:
+        nonlocal total
+        total += n
+        if max_bytes is not None and total > max_bytes:
+            raise ArchiveError(f"{archive}: the archive is larger than the {max_bytes} bytes"
+                               " allowed (HV_IMPORT_MAX_BYTES); refusing it")
+
     for name, opener in _members(archive):
         if name == MANIFEST:
             with opener() as f:
                 manifest_bytes = f.read(16 << 20)
+            count(len(manifest_bytes))
             continue
         safe = _safe_name(name)
         if safe in extracted:
@@ -493,6 +511,7 @@ def open_archive(archive: Path, into: Path, fingerprint: str | None = None) -> O
         h, size = hashlib.sha256(), 0
         with opener() as src, target.open("wb") as dst:
             while block := src.read(1 << 20):
+                count(len(block))
                 h.update(block)
                 size += len(block)
                 dst.write(block)
@@ -514,6 +533,14 @@ def open_archive(archive: Path, into: Path, fingerprint: str | None = None) -> O
             problems.append(f"{name}: content does not match its SHA-256 in the manifest")
     for name in sorted(set(extracted) - set(manifest.files)):
         problems.append(f"{name}: not listed in the manifest")
+    # The tables' files are read by the names the manifest gives them: each must be one
+    # of the files just verified, never a path of its own (`../..` to a file of this host).
+    for table, entry in sorted(manifest.tables.items()):
+        for key in ("file", "events"):
+            listed: str | None = entry.get(key) if isinstance(entry, dict) else None
+            if (key == "file" or listed) and listed not in manifest.files:
+                problems.append(f"table {table}: {key} {listed!r} is not a file the manifest"
+                                " verifies")
     if problems:
         raise ArchiveError("the archive was tampered with or damaged; refusing it:\n  "
                            + "\n  ".join(problems))
@@ -541,6 +568,29 @@ def _renamed(spec_text: str, slug: str | None) -> TenantSpec:
     except Exception as exc:
         raise ArchiveError(f"tenant.yaml in the archive is not a valid declaration: {exc}"
                            ) from None
+
+
+def _check_declaration(conn: psycopg.Connection, spec: TenantSpec, manifest: Manifest,
+                       fingerprint: str) -> None:
+    """What an archive may not bring: a syndicate or operator accounts (powers over every
+    member, declared in tenants/ only), or the slug of a member of this instance, unless
+    that member was itself imported from an archive of the same member."""
+    if spec.identity.kind == "syndicate":
+        raise ArchiveError(f"the archive declares {spec.name} a syndicate: a syndicate is"
+                           " declared in tenants/, never imported; refusing it")
+    operators = [u.email for u in spec.users if u.operator]
+    if operators:
+        raise ArchiveError(f"the archive declares operator accounts ({', '.join(operators)}):"
+                           " operators are declared in tenants/, never imported; refusing it")
+    exists = conn.execute("SELECT 1 FROM hv.members WHERE slug = %s", (spec.name,)).fetchone()
+    if exists is None:
+        return
+    imported = conn.execute(
+        "SELECT 1 FROM hv.member_imports WHERE member_slug = %s AND source_member = %s",
+        (spec.name, manifest.member)).fetchone()
+    if imported is None:
+        raise ArchiveError(f"{spec.name} is already a member here: an archive cannot be"
+                           " imported over it; import it under another slug (--as)")
 
 
 def _check_devices(conn: psycopg.Connection, spec: TenantSpec) -> None:
@@ -671,7 +721,7 @@ def _advance_sequences(conn: psycopg.Connection, schema: str, table: str) -> Non
             sql.SQL("SELECT setval(%s, greatest((SELECT max({c}) FROM {t}),"
                     " (SELECT last_value FROM {s})))").format(
                 c=sql.Identifier(column), t=sql.Identifier(schema, table),
-                s=sql.SQL(sequence)),  # type: ignore[arg-type]
+                s=sql.SQL(sequence)),
             (sequence,),
         )
 
@@ -684,19 +734,24 @@ def import_member(conn: psycopg.Connection, settings: Settings, archive: Path, *
     `conn` is a superuser connection in autocommit mode. Idempotent."""
     if as_slug is not None and not re.match(SLUG, as_slug):
         raise ArchiveError(f"{as_slug!r} is not a valid member slug")
-    if conn.execute("SELECT to_regclass('hv.members') IS NULL").fetchone()[0]:  # type: ignore[index]
+    if conn.execute("SELECT to_regclass('hv.members') IS NULL").fetchone() == (True,):
         raise ArchiveError("this database has no platform catalogue: run `hypervision migrate`")
     with tempfile.TemporaryDirectory(prefix="hv-import-") as tmp:
-        opened = open_archive(archive, Path(tmp), fingerprint)
+        opened = open_archive(archive, Path(tmp), fingerprint, settings.import_max_bytes)
         folder, manifest = opened.folder, opened.manifest
         spec = _renamed((folder / "tenant.yaml").read_text(encoding="utf-8"), as_slug)
         result = ImportResult(spec.name, opened.fingerprint)
+        _check_declaration(conn, spec, manifest, opened.fingerprint)
         _check_devices(conn, spec)
         try:
-            steps = tenancy.apply(conn, [spec], Catalogue.load(), settings, log=log)
+            catalogue = Catalogue.load_with_operator(settings.catalogue_dir)
+            steps = tenancy.apply(conn, [spec], catalogue, settings, log=log)
         except ValueError as exc:
             raise ArchiveError(f"cannot declare member {spec.name}: {exc}") from None
         result.steps = [str(s) for s in steps if s.symbol != "="]
+        conn.execute("INSERT INTO hv.member_imports (member_slug, source_member, fingerprint)"
+                     " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                     (spec.name, manifest.member, opened.fingerprint))
         with conn.transaction():
             result.inserted["devices (removed)"] = _restore_devices(conn, folder, spec.name)
         for table, entry in manifest.tables.items():

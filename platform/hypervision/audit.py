@@ -20,23 +20,25 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from hypervision.roles import AUDIT_WRITABLE_COLUMNS
+from hypervision.roles import grant_audit_writer as grant_writer  # noqa: F401  (role DDL)
+
 GENESIS = bytes(32)
-SOURCES = ("api", "cli", "job")
+SOURCES = ("api", "cli", "job", "sql")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 # The content columns a writer may set; everything else is set by the chaining trigger.
-WRITABLE = ("actor", "member_slug", "action", "target", "params", "rows", "source",
-            "remote_addr", "request_id", "before", "after")
+WRITABLE = AUDIT_WRITABLE_COLUMNS
 
 
 def _clean(value: Any) -> Any:
@@ -170,14 +172,62 @@ _VERIFY_QUERY = (
 _GUARD_TRIGGERS = ("audit_log_chain", "audit_log_append_only", "audit_log_no_truncate")
 
 
-def verify(conn: psycopg.Connection, *, max_problems: int = 100) -> VerifyResult:
+@dataclass(frozen=True)
+class Anchor:
+    """The chain's head at one moment, written outside the database: entry `last_id`
+    had hash `hash`. Whoever keeps it can prove the trail up to there was not rewritten,
+    even by a superuser who recomputed every hash and moved the head."""
+
+    at: str
+    last_id: int
+    hash: str
+
+    def line(self) -> str:
+        return f"{self.at} {self.last_id} {self.hash}\n"
+
+
+def head(conn: psycopg.Connection) -> Anchor:
+    """The chain's head now (in the caller's snapshot)."""
+    row = conn.execute("SELECT last_id, encode(last_hash, 'hex'), now() FROM hv.audit_head"
+                       " WHERE id = 1").fetchone()
+    if row is None:
+        return Anchor(datetime.now(UTC).isoformat(), 0, GENESIS.hex())
+    return Anchor(row[2].astimezone(UTC).isoformat(), int(row[0]), str(row[1]))
+
+
+def write_anchor(conn: psycopg.Connection | None, path: Path,
+                 anchor: Anchor | None = None) -> Anchor:
+    """Append the chain's head (or `anchor`) to an anchor file, one line per anchor."""
+    if anchor is None:
+        assert conn is not None, "the head is read from a connection"
+        anchor = head(conn)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(anchor.line())
+    return anchor
+
+
+def read_anchors(path: Path) -> list[Anchor]:
+    anchors = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].isdigit():
+            anchors.append(Anchor(parts[0], int(parts[1]), parts[2].lower()))
+    return anchors
+
+
+def verify(conn: psycopg.Connection, *, max_problems: int = 100,
+           anchors: Sequence[Anchor] = ()) -> VerifyResult:
     """Recompute the whole chain and report every break.
 
     Steps: 1. walk the entries in id order and recompute each hash; 2. check each entry
     links to the hash of the one before it (a deleted or inserted entry breaks the link);
     3. check the head row names the last entry (entries deleted at the end); 4. check the
-    guard triggers are present and enabled.
+    guard triggers are present and enabled; 5. check every anchor kept outside the
+    database (backups' manifests, the operator's anchor file) names an entry that still
+    has that hash.
     """
+    wanted = {a.last_id: a for a in anchors if a.last_id > 0}
     result = VerifyResult()
     previous = GENESIS
     previous_id = 0
@@ -197,6 +247,12 @@ def verify(conn: psycopg.Connection, *, max_problems: int = 100) -> VerifyResult
                 report(entry["id"], "its content does not match its hash: it was edited")
             previous = bytes(entry["hash"])
             previous_id = entry["id"]
+            anchor = wanted.pop(entry["id"], None)
+            if anchor is not None and anchor.hash != previous.hex():
+                report(entry["id"], f"its hash is not the one anchored on {anchor.at}: the"
+                       " trail up to it was rewritten")
+    for anchor in wanted.values():
+        report(anchor.last_id, f"anchored on {anchor.at} but no longer in the trail")
     result.last_id = previous_id
     result.head_hash = previous.hex()
 
@@ -207,7 +263,7 @@ def verify(conn: psycopg.Connection, *, max_problems: int = 100) -> VerifyResult
         report(0, f"the chain head names entry {head[0]} but the last entry is"
                f" {previous_id}: entries were deleted at the end or the head was moved")
 
-    enabled = dict(conn.execute(
+    enabled: dict[str, Any] = dict(conn.execute(
         "SELECT tgname, tgenabled FROM pg_trigger"
         " WHERE tgrelid = 'hv.audit_log'::regclass AND NOT tgisinternal"
     ).fetchall())
@@ -218,19 +274,3 @@ def verify(conn: psycopg.Connection, *, max_problems: int = 100) -> VerifyResult
         elif state in ("D", b"D"):
             report(0, f"trigger {name} is disabled")
     return result
-
-
-def grant_writer(conn: psycopg.Connection, role: str, *, inherit: bool = True) -> None:
-    """Let a login role append audit entries (run as the superuser).
-
-    INHERIT roles become members of `hv_audit_writer`; NOINHERIT roles (the ingest role,
-    which switches roles with SET ROLE) get the same column privileges directly.
-    """
-    ident = sql.Identifier(role)
-    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA hv TO {}").format(ident))
-    if inherit:
-        conn.execute(sql.SQL("GRANT hv_audit_writer TO {}").format(ident))
-        return
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in WRITABLE)
-    conn.execute(sql.SQL("GRANT INSERT ({}), SELECT (id) ON hv.audit_log TO {}").format(
-        columns, ident))

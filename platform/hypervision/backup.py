@@ -11,6 +11,10 @@ directory (`HV_BACKUP_DIR`, by default `HV_DATA_DIR/backups`):
         members/<slug>/<table>.copy.gz   each member table's rows (COPY text format, gzip)
     20260730T101500Z-member-alpha/   one member only (`hypervision backup run --member`)
 
+Archives are encrypted at rest with age unless plain ones are asked for: every data file
+then carries `.age` and is written through the encryption as it is produced, and the
+private key is only needed to restore (hypervision.backup_encryption).
+
 Why two forms of the same data:
 - The whole-database dump restores everything, TimescaleDB catalogue included. It is
   restored into a new database (with `timescaledb_pre_restore()` and
@@ -31,8 +35,9 @@ complete, so a listed archive is always whole. One backup runs at a time (a lock
 
 Roles are cluster-wide and not in a database dump; the manifest lists the platform's
 roles and memberships so that a restore on a new server creates the missing ones. Role
-passwords are not kept: they derive from HV_SECRET_KEY, and `hypervision tenants apply`
-sets them again.
+passwords are not in the archive: they are files of HV_ROLE_SECRETS_DIR, and `hypervision
+tenants apply` sets them again (new ones on a new server). The manifest records the
+audit chain's head, also appended to HV_AUDIT_ANCHOR_FILE (`audit verify --anchors`).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +62,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from hypervision import audit
+from hypervision import backup_encryption as age
 from hypervision.settings import Settings
 
 Log = Callable[[str], None]
@@ -84,6 +92,12 @@ def _quiet(message: str) -> None:
 
 def backup_dir(settings: Settings) -> Path:
     return (settings.backup_dir or settings.data_dir / "backups").resolve()
+
+
+def anchor_file(settings: Settings) -> Path:
+    """Where each backup appends the audit chain's head: a file to copy off the host (or
+    point HV_AUDIT_ANCHOR_FILE at storage the operator keeps)."""
+    return (settings.audit_anchor_file or backup_dir(settings) / "audit-anchors.log").resolve()
 
 
 @dataclass(frozen=True)
@@ -206,8 +220,9 @@ def _connect(settings: Settings, dbname: str | None = None) -> psycopg.Connectio
     return psycopg.connect(make_conninfo("", **_conn_params(settings, dbname)), autocommit=True)
 
 
-def _run_pg(settings: Settings, program: str, args: list[str], dbname: str | None) -> None:
-    """Run pg_dump or pg_restore against our server.
+def _pg_command(settings: Settings, program: str, args: list[str],
+                dbname: str | None) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of pg_dump or pg_restore against our server.
 
     The password, if any, goes through the environment (PGPASSWORD), never on the command
     line where any local user could read it in the process list.
@@ -218,10 +233,32 @@ def _run_pg(settings: Settings, program: str, args: list[str], dbname: str | Non
     if password:
         env["PGPASSWORD"] = str(password)
     argv = [str(settings.pg_bin_dir / program), *args, "--dbname", make_conninfo("", **params)]
+    return argv, env
+
+
+def _run_pg(settings: Settings, program: str, args: list[str], dbname: str | None) -> None:
+    argv, env = _pg_command(settings, program, args, dbname)
     result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise BackupError(f"{program} failed (exit {result.returncode}):\n"
                           f"{result.stderr.strip()[-4000:]}")
+
+
+def _dump_encrypted(settings: Settings, args: list[str], dbname: str, target: Path,
+                    keys: list[Any]) -> None:
+    """pg_dump to its standard output, encrypted on the way into `target`."""
+    argv, env = _pg_command(settings, "pg_dump", args, dbname)
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        try:
+            age.encrypt_stream(process.stdout, target, keys)
+        except BaseException:
+            process.kill()
+            raise
+        errors = process.stderr.read().decode(errors="replace")
+    if process.returncode != 0:
+        raise BackupError(f"pg_dump failed (exit {process.returncode}):\n{errors.strip()[-4000:]}")
 
 
 # Reading the database -------------------------------------------------------------------
@@ -229,10 +266,16 @@ def _run_pg(settings: Settings, program: str, args: list[str], dbname: str | Non
 
 def _members(conn: psycopg.Connection, only: str | None) -> list[tuple[str, str]]:
     rows = conn.execute(
-        "SELECT slug, schema_name FROM hv.members WHERE %(only)s::text IS NULL OR slug = %(only)s"
-        " ORDER BY slug", {"only": only}).fetchall()
+        "SELECT slug, schema_name, server FROM hv.members"
+        " WHERE %(only)s::text IS NULL OR slug = %(only)s ORDER BY slug",
+        {"only": only}).fetchall()
     if only is not None and not rows:
         raise BackupError(f"no member {only!r} in the database (see `hypervision tenants plan`)")
+    elsewhere = [f"{r[0]} (on {r[2]})" for r in rows if r[2] is not None]
+    if elsewhere:
+        # Refused rather than archiving an empty schema, or a move's stale old copy.
+        raise BackupError(f"members on other database servers cannot be backed up yet:"
+                          f" {', '.join(elsewhere)} (docs/scale.md, \"Not built yet\")")
     return [(r[0], r[1]) for r in rows]
 
 
@@ -346,17 +389,23 @@ def _archive_name(root: Path, when: datetime, scope_part: str) -> str:
 
 
 def _copy_table_out(conn: psycopg.Connection, schema: str, table: str, columns: list[str],
-                    target: Path) -> int:
-    """Stream one table's rows into a gzip file in COPY text format; returns the rows."""
+                    target: Path, keys: list[Any]) -> int:
+    """Stream one table's rows into a gzip file in COPY text format, encrypted when there
+    are `keys`; returns the rows."""
     columns_sql = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     query = sql.SQL("COPY (SELECT {} FROM {}.{}) TO STDOUT").format(
         columns_sql, sql.Identifier(schema), sql.Identifier(table))
     rows = 0
-    with gzip.open(target, "wb", compresslevel=6) as out, conn.cursor() as cur, \
-            cur.copy(query) as copy:
-        for block in copy:
-            out.write(block)
-            rows += bytes(block).count(b"\n")
+    with contextlib.ExitStack() as stack:
+        if keys:
+            sink = stack.enter_context(age.encrypting(target, keys))
+            out = stack.enter_context(gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=6))
+        else:
+            out = stack.enter_context(gzip.open(target, "wb", compresslevel=6))
+        with conn.cursor() as cur, cur.copy(query) as copy:
+            for block in copy:
+                out.write(block)
+                rows += bytes(block).count(b"\n")
     return rows
 
 
@@ -366,10 +415,13 @@ def run_backup(
     member: str | None = None,
     now: datetime | None = None,
     source: str = "cli",
+    unencrypted: bool = False,
     log: Log = _quiet,
 ) -> Archive:
     """Write a new archive: full (the databases and every member), or one member's.
 
+    0. Encrypted for HV_BACKUP_AGE_RECIPIENTS; without recipients, refused unless plain
+       archives are asked for (`unencrypted`, or HV_BACKUP_UNENCRYPTED).
     1. Take the lock and clear what a crashed run left (`.partial-*` folders).
     2. Open a REPEATABLE READ transaction and export its snapshot.
     3. Full archives only: `pg_dump -Fc --snapshot` of the platform's database, then of
@@ -380,6 +432,7 @@ def run_backup(
        a copy of every member's data.
     """
     root = backup_dir(settings)
+    keys = _recipients(settings, unencrypted)
     when = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     with _locked(root):
         for leftover in root.glob(f"{PARTIAL_PREFIX}*"):
@@ -388,7 +441,7 @@ def run_backup(
         work = root / f"{PARTIAL_PREFIX}{name}"
         work.mkdir(mode=0o700)
         try:
-            manifest = _write_archive(settings, work, member, when, log)
+            manifest = _write_archive(settings, work, member, when, keys, log)
             (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             _write_sums(work)
             for path in work.rglob("*"):
@@ -399,6 +452,9 @@ def run_backup(
             shutil.rmtree(work, ignore_errors=True)
             raise
     log(f"+ archive {final}")
+    head = manifest["audit_head"]
+    audit.write_anchor(None, anchor_file(settings),
+                       audit.Anchor(head["at"], head["last_id"], head["hash"]))
     archive = Archive(final, manifest)
     rows = sum(t["rows"] for m in manifest["members"] for t in m["tables"])
     with _connect(settings) as conn, conn.transaction():
@@ -406,34 +462,67 @@ def run_backup(
     return archive
 
 
+def _recipients(settings: Settings, unencrypted: bool) -> list[Any]:
+    if unencrypted:
+        return []
+    try:
+        keys = age.recipients(settings)
+    except age.EncryptionError as exc:
+        raise BackupError(str(exc)) from None
+    if not keys and not settings.backup_unencrypted:
+        raise BackupError(
+            "backups are encrypted at rest and no public key is set: set"
+            " HV_BACKUP_AGE_RECIPIENTS (or HV_BACKUP_AGE_RECIPIENTS_FILE); make a key pair"
+            " with `hypervision backup keygen --output FILE`, kept off the backup volume."
+            " To write plain archives instead: --unencrypted or HV_BACKUP_UNENCRYPTED=true"
+        )
+    return keys
+
+
 def _write_archive(settings: Settings, work: Path, member: str | None, when: datetime,
-                   log: Log) -> dict[str, Any]:
+                   keys: list[Any], log: Log) -> dict[str, Any]:
     database = settings.pg_database
+    suffix = age.SUFFIX if keys else ""
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "scope": "full" if member is None else f"member:{member}",
         "created_at": when.isoformat(),
         "database": database,
+        "encryption": ({"method": "age", "recipients": [str(k) for k in keys],
+                        "keycheck": age.KEYCHECK} if keys else None),
         "databases": [],
         "members": [],
     }
+    if keys:
+        age.write_keycheck(work, keys)
     with _connect(settings) as conn:
-        manifest["server_version"] = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        (manifest["server_version"],) = conn.execute("SHOW server_version").fetchone() or ("",)
         manifest["roles"], manifest["memberships"] = _roles(conn)
         conn.autocommit = False
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+        exported = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        assert exported is not None  # the function returns one row
+        snapshot = exported[0]
+        # The audit chain's head in this snapshot: anchored outside the database in the
+        # archive and in the operator's anchor file (`audit verify --anchors`).
+        anchor = audit.head(conn)
+        manifest["audit_head"] = {"at": anchor.at, "last_id": anchor.last_id,
+                                  "hash": anchor.hash}
         if member is None:
             (work / "databases").mkdir(mode=0o700)
             for dbname in (database, settings.superset_database):
                 facts = _database_facts(conn, dbname)
                 if facts is None or any(d["name"] == dbname for d in manifest["databases"]):
                     continue
-                file = f"databases/{dbname}.dump"
+                file = f"databases/{dbname}.dump{suffix}"
                 log(f"+ pg_dump {dbname}")
                 snapshot_args = ["--snapshot", snapshot] if dbname == database else []
-                _run_pg(settings, "pg_dump", ["--format=custom", "--file", str(work / file),
-                                              *snapshot_args], dbname)
+                if keys:
+                    _dump_encrypted(settings, ["--format=custom", *snapshot_args], dbname,
+                                    work / file, keys)
+                else:
+                    _run_pg(settings, "pg_dump", ["--format=custom", "--file",
+                                                  str(work / file), *snapshot_args], dbname)
                 facts["file"] = file
                 facts["timescaledb"] = _timescaledb_version(settings, dbname)
                 manifest["databases"].append(facts)
@@ -443,10 +532,10 @@ def _write_archive(settings: Settings, work: Path, member: str | None, when: dat
             versions = [r[0] for r in conn.execute(
                 "SELECT version FROM hv.schema_migrations WHERE schema_name = %s"
                 " ORDER BY version", (schema,)).fetchall()]
-            tables = []
+            tables: list[dict[str, Any]] = []
             for table, columns in _member_tables(conn, schema):
-                file = f"members/{slug}/{table}.copy.gz"
-                rows = _copy_table_out(conn, schema, table, columns, work / file)
+                file = f"members/{slug}/{table}.copy.gz{suffix}"
+                rows = _copy_table_out(conn, schema, table, columns, work / file, keys)
                 tables.append({"name": table, "columns": columns, "rows": rows, "file": file})
             log(f"+ member {slug}: {len(tables)} tables, {sum(t['rows'] for t in tables)} rows")
             manifest["members"].append({
@@ -505,7 +594,26 @@ def _member_entry(archive: Archive, slug: str) -> dict[str, Any]:
                       f" (it holds: {', '.join(archive.members) or 'none'})")
 
 
-def restore_member(settings: Settings, archive: Archive, slug: str, *, log: Log = _quiet) -> int:
+def _identities(settings: Settings, archive: Archive, identity: Path | None) -> list[Any]:
+    """The private keys that open an encrypted archive, checked against it before anything
+    is restored; none for a plain archive."""
+    if not archive.manifest.get("encryption"):
+        return []
+    path = identity or settings.backup_age_identity_file
+    if path is None:
+        raise BackupError(
+            f"archive {archive.name} is encrypted: give its private key with --identity FILE"
+            " or HV_BACKUP_AGE_IDENTITY_FILE")
+    try:
+        identities = age.load_identities(path, backup_dir(settings))
+        age.check_identity(archive.path, identities)
+    except age.EncryptionError as exc:
+        raise BackupError(str(exc)) from None
+    return identities
+
+
+def restore_member(settings: Settings, archive: Archive, slug: str, *, log: Log = _quiet,
+                   identity: Path | None = None) -> int:
     """Replace one member's rows with the archive's, in the existing database.
 
     1. Check the member's files against SHA256SUMS.
@@ -522,6 +630,7 @@ def restore_member(settings: Settings, archive: Archive, slug: str, *, log: Log 
     problems = verify(archive, only=lambda name: name.startswith(prefix))
     if problems:
         raise BackupError(f"archive {archive.name} is damaged: {'; '.join(problems)}")
+    identities = _identities(settings, archive, identity)
     schema = entry["schema"]
     with _locked(backup_dir(settings)), _connect(settings) as conn:
         exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
@@ -545,7 +654,8 @@ def restore_member(settings: Settings, archive: Archive, slug: str, *, log: Log 
             if entry["tables"]:
                 conn.execute(sql.SQL("TRUNCATE {}").format(names))
             for table in entry["tables"]:
-                total += _copy_table_in(conn, archive.path / table["file"], schema, table)
+                total += _copy_table_in(conn, archive.path / table["file"], schema, table,
+                                        identities)
                 log(f"+ {schema}.{table['name']}: {table['rows']} rows")
             for sequence in entry["sequences"]:
                 if sequence["last_value"] is not None:
@@ -568,15 +678,21 @@ def _quote(identifier: str) -> str:
 
 
 def _copy_table_in(conn: psycopg.Connection, file: Path, schema: str,
-                   table: dict[str, Any]) -> int:
+                   table: dict[str, Any], identities: list[Any]) -> int:
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in table["columns"])
     query = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(schema, table["name"]), columns)
-    with gzip.open(file, "rb") as source, conn.cursor() as cur:
-        with cur.copy(query) as copy:
-            while block := source.read(_CHUNK):
-                copy.write(block)
-        return cur.rowcount
+    with contextlib.ExitStack() as stack:
+        if identities:
+            plain = stack.enter_context(age.decrypting(file, identities))
+            source = stack.enter_context(gzip.GzipFile(fileobj=plain, mode="rb"))
+        else:
+            source = stack.enter_context(gzip.open(file, "rb"))
+        with conn.cursor() as cur:
+            with cur.copy(query) as copy:
+                while block := source.read(_CHUNK):
+                    copy.write(block)
+            return cur.rowcount
 
 
 def _audit(conn: psycopg.Connection, member: str | None, action: str, archive: Archive,
@@ -594,7 +710,8 @@ def _audit(conn: psycopg.Connection, member: str | None, action: str, archive: A
 # Restoring whole databases --------------------------------------------------------------
 
 
-def restore_databases(settings: Settings, archive: Archive, *, log: Log = _quiet) -> list[str]:
+def restore_databases(settings: Settings, archive: Archive, *, log: Log = _quiet,
+                      identity: Path | None = None) -> list[str]:
     """Restore every database of a full archive; the live ones are kept aside, renamed.
 
     For each database of the archive:
@@ -613,14 +730,26 @@ def restore_databases(settings: Settings, archive: Archive, *, log: Log = _quiet
     problems = verify(archive)
     if problems:
         raise BackupError(f"archive {archive.name} is damaged: {'; '.join(problems)}")
+    identities = _identities(settings, archive, identity)
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     kept = []
-    with _locked(backup_dir(settings)), _connect(settings, "postgres") as conn:
+    with _locked(backup_dir(settings)), _connect(settings, "postgres") as conn, \
+            tempfile.TemporaryDirectory(prefix="hv-restore-") as plain_dir:
         _create_missing_roles(conn, archive.manifest, log)
         for facts in archive.manifest["databases"]:
             name = facts["name"]
             staging = f"{name}_restore_{stamp}"
-            _restore_into(settings, conn, archive, facts, staging, log)
+            dump = archive.path / facts["file"]
+            if identities:
+                # pg_restore reads a custom-format dump by seeking: it gets a plain copy
+                # in a private temporary folder, off the backup volume, removed after.
+                log(f"+ decrypting {facts['file']}")
+                dump = Path(plain_dir) / f"{name}.dump"
+                try:
+                    age.decrypt_to(archive.path / facts["file"], dump, identities)
+                except age.EncryptionError as exc:
+                    raise BackupError(str(exc)) from None
+            _restore_into(settings, conn, archive, facts, staging, dump, log)
             before = f"{name}_before_{stamp}"
             if _swap(conn, name, staging, before):
                 kept.append(before)
@@ -657,7 +786,7 @@ def _create_missing_roles(conn: psycopg.Connection, manifest: dict[str, Any], lo
 
 
 def _restore_into(settings: Settings, conn: psycopg.Connection, archive: Archive,
-                  facts: dict[str, Any], staging: str, log: Log) -> None:
+                  facts: dict[str, Any], staging: str, dump: Path, log: Log) -> None:
     log(f"+ database {staging}")
     conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
         sql.Identifier(staging), sql.Identifier(facts["owner"])))
@@ -669,8 +798,8 @@ def _restore_into(settings: Settings, conn: psycopg.Connection, archive: Archive
                     sql.Literal(version)))
                 target.execute("SELECT timescaledb_pre_restore()")
         log(f"+ pg_restore {facts['file']}")
-        _run_pg(settings, "pg_restore", ["--exit-on-error", "--no-password",
-                                         str(archive.path / facts["file"])], staging)
+        _run_pg(settings, "pg_restore", ["--exit-on-error", "--no-password", str(dump)],
+                staging)
         if version:
             with _connect(settings, staging) as target:
                 target.execute("SELECT timescaledb_post_restore()")

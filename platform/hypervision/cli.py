@@ -23,23 +23,31 @@ def _register_all() -> None:
         api,
         audit,
         backup,
+        billing,
         catalogue,
         chirpstack,
         codecs,
+        coverage,
         database,
         demo,
+        devices,
         export,
+        incidents,
         pipeline,
         public,
         services,
+        sharing,
         superset,
+        suppliers,
+        syndicate,
         tenants,
         usage,
     )
 
     for group in (services, database, tenants, accounts, catalogue, codecs, chirpstack,
-                  pipeline, api, export, audit, usage, backup, public, superset, analytics,
-                  demo):
+                  pipeline, api, export, billing, audit, usage, backup, public, sharing,
+                  superset, analytics, demo, devices, syndicate, incidents, suppliers,
+                  coverage):
         group.register(app)
 
 

@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import LiteralString, cast
 
 import psycopg
 from psycopg import sql
@@ -85,7 +84,7 @@ def _apply(
             )
         if role:
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL(cast(LiteralString, migration.text)))
+        conn.execute(sql.SQL(migration.text))
         if role:
             conn.execute("RESET ROLE")
         conn.execute(

@@ -1,4 +1,4 @@
-"""Keyed pseudonyms for exports to third parties (issue 7, "Pseudonymisation").
+"""Keyed pseudonyms for exports to third parties (GDPR art. 4(5), "pseudonymisation").
 
 A household's water consumption is personal data: a member exporting to a recipient
 marked `third_party: true` in its YAML (`export_recipients`) must not hand over meter
@@ -29,10 +29,27 @@ import hmac
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from hypervision.settings import Settings
-from hypervision.tenancy.spec import Recipient, TenantSpec
+from hypervision.tenancy.spec import Recipient
+
+
+class _Device(Protocol):
+    @property
+    def dev_eui(self) -> str: ...
+    @property
+    def data_class(self) -> str: ...
+
+
+class MemberDevices(Protocol):
+    """What a pseudonymiser needs of a member: its name and its devices' data classes (a
+    TenantSpec, or the API's view of the catalogue)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def devices(self) -> Iterable[_Device]: ...
 
 Coarsen = Literal["hour", "day"]
 COARSENINGS: tuple[str, ...] = ("hour", "day")
@@ -51,8 +68,7 @@ PERSONAL_CLASSES: dict[str, frozenset[str]] = {"water-consumption": frozenset({"
 def member_secret(settings: Settings, slug: str) -> bytes:
     """The member's pseudonymisation key, derived from HV_SECRET_KEY: nothing to store,
     and rotating the key changes every pseudonym (recipients then see new identifiers)."""
-    key = settings.secret_key.get_secret_value().encode()
-    return hmac.new(key, f"pseudonym:{slug}".encode(), hashlib.sha256).digest()
+    return hmac.new(settings.key(), f"pseudonym:{slug}".encode(), hashlib.sha256).digest()
 
 
 def _expand(fields: Iterable[str]) -> frozenset[str]:
@@ -99,7 +115,7 @@ class Pseudonymiser:
     def for_recipient(
         cls,
         settings: Settings,
-        spec: TenantSpec,
+        spec: MemberDevices,
         recipient: Recipient,
         *,
         coarsen: str | None = None,

@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from hypervision import audit
-from hypervision.tenancy.spec import member_role
+from hypervision.roles import member_role
 from ingest.decode import Catalogue, Decoded, UplinkToDecode
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -91,17 +91,21 @@ def start(conn: psycopg.Connection, member: str, filters: Filters, actor: str) -
     devices = _devices(conn, member, filters)
     if not devices:
         raise ReprocessError(f"member {member} has no device matching {filters.as_json()}")
-    total = conn.execute(
+    counted = conn.execute(
         sql.SQL("SELECT count(*) FROM {}.uplinks u WHERE ").format(sql.Identifier(schema[0]))
         + _where(filters),
         {"devices": list(devices), "start": filters.start, "end": filters.end},
-    ).fetchone()[0]
+    ).fetchone()
+    assert counted is not None  # count(*) returns one row
+    total = counted[0]
     with conn.transaction():
-        run_id = conn.execute(
+        inserted = conn.execute(
             "INSERT INTO hv.reprocess_runs (member_slug, filters, actor, total)"
             " VALUES (%s, %s, %s, %s) RETURNING id",
             (member, Jsonb(filters.as_json()), actor, total),
-        ).fetchone()[0]
+        ).fetchone()
+        assert inserted is not None  # INSERT … RETURNING returns its row
+        run_id = inserted[0]
         audit.record(conn, actor=actor, member=member, action="reprocess.start",
                      target=f"run:{run_id}", params=filters.as_json(), rows=total)
     return Run(run_id, member, filters, total, 0, "running")
@@ -126,7 +130,8 @@ def _replace(conn: psycopg.Connection, schema: str, owner: str,
         for r in result.readings:
             at = r.time or time
             readings[(dev_eui, r.metric, at)] = (at, dev_eui, r.metric, r.value, r.unit, dedup)
-    columns = list(zip(*readings.values(), strict=True)) if readings else [[]] * 6
+    columns: list[Sequence[Any]] = (list(zip(*readings.values(), strict=True)) if readings
+                                    else [[]] * 6)
     conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
     conn.execute(sql.SQL("DELETE FROM {}.measurements WHERE deduplication_id = ANY(%s)")
                  .format(s), (ids,))
@@ -170,8 +175,11 @@ def run(conn: psycopg.Connection, job: Run, catalogue: Catalogue, actor: str,
     connection in autocommit mode. `max_pages` stops early (the run stays resumable)."""
     if job.status == "done":
         return job
-    schema = conn.execute("SELECT schema_name FROM hv.members WHERE slug = %s",
-                          (job.member,)).fetchone()[0]
+    found = conn.execute("SELECT schema_name FROM hv.members WHERE slug = %s",
+                         (job.member,)).fetchone()
+    if found is None:
+        raise ReprocessError(f"unknown member {job.member!r}")
+    schema = found[0]
     owner = member_role(job.member, "owner")
     devices = _devices(conn, job.member, job.filters)
     position = conn.execute("SELECT last_time, last_id FROM hv.reprocess_runs WHERE id = %s",
@@ -185,6 +193,8 @@ def run(conn: psycopg.Connection, job: Run, catalogue: Catalogue, actor: str,
                   " OR (u.time, u.deduplication_id) > (%(last_time)s, %(last_id)s::uuid))"
                   " ORDER BY u.time, u.deduplication_id LIMIT %(limit)s")
     )
+    if position is None:
+        raise ReprocessError(f"no reprocessing run {job.id}")
     last_time, last_id = position
     # The loop ends with `break` when no uplink is left (then the run is done), or by its
     # condition when max_pages is reached (then `else` returns a run still resumable).

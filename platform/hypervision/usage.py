@@ -6,7 +6,8 @@
   plain tables), measured once a day by the usage job into hv.storage_usage and live for
   the current day.
 
-Days are UTC days. See platform/hypervision/api/README.md, "Usage metering".
+Days are UTC days; an uplink counts on the day the network received it (ChirpStack's
+`time`), however late it was processed. See platform/hypervision/api/README.md, "Usage metering".
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from psycopg import sql
+
+from hypervision.export.formats import csv_safe
 
 ConnectionFor = Callable[[str], AbstractContextManager[psycopg.Connection]]
 MAX_DAYS = 400
@@ -67,7 +70,10 @@ def storage_bytes(conn: psycopg.Connection, schema: str) -> int:
 def snapshot_storage(conn: psycopg.Connection, day: date | None = None) -> int:
     """Record every member's storage for `day` (default today); returns members measured."""
     day = day or today()
-    members = conn.execute("SELECT slug, schema_name FROM hv.members ORDER BY slug").fetchall()
+    # The members on this server (the primary); those placed elsewhere are not measured
+    # yet (docs/scale.md, "Not built yet").
+    members = conn.execute("SELECT slug, schema_name FROM hv.members WHERE server IS NULL"
+                           " ORDER BY slug").fetchall()
     for slug, schema in members:
         size = storage_bytes(conn, schema)
         conn.execute(
@@ -154,5 +160,53 @@ def to_csv(rows: Iterable[UsageDay]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([f.name for f in fields(UsageDay)])
     for row in rows:
-        writer.writerow(["" if v is None else v for v in asdict(row).values()])
+        writer.writerow(["" if v is None else csv_safe(v) for v in asdict(row).values()])
     return out.getvalue()
+
+
+@dataclass(frozen=True)
+class UsageTotal:
+    """A member's traffic over a period (a month, or any range), from the counters only:
+    cheap enough for a page. Storage is the last nightly measurement in the period."""
+
+    period: str  # "YYYY-MM", or "start..end"
+    member: str
+    uplinks: int
+    events: int
+    bytes: int
+    storage_bytes: int | None
+
+
+def totals(control: psycopg.Connection, slugs: Sequence[str], start: date, end: date,
+           *, monthly: bool = False) -> list[UsageTotal]:
+    """Per member (and per month with `monthly`) in [start, end], from hv.ingest_outcomes
+    and hv.storage_usage: no member schema is read, so no live storage or active devices
+    (`daily_usage` has those)."""
+    period = (sql.SQL("to_char(day, 'YYYY-MM')") if monthly
+              else sql.SQL("{}").format(sql.Literal(f"{start}..{end}")))
+    rows = control.execute(
+        sql.SQL(
+            """
+            WITH traffic AS (
+                SELECT {period} AS period, member_slug,
+                       coalesce(sum(events) FILTER (WHERE event_type = 'up'
+                                AND outcome IN ('stored', 'decode_failed')), 0) AS uplinks,
+                       sum(events) AS events, sum(bytes) AS bytes
+                FROM hv.ingest_outcomes
+                WHERE member_slug = ANY(%(m)s) AND day BETWEEN %(a)s AND %(b)s
+                GROUP BY 1, 2),
+            storage AS (
+                SELECT DISTINCT ON (1, 2) {period} AS period, member_slug, bytes
+                FROM hv.storage_usage
+                WHERE member_slug = ANY(%(m)s) AND day BETWEEN %(a)s AND %(b)s
+                ORDER BY 1, 2, day DESC)
+            SELECT period, member_slug, coalesce(t.uplinks, 0), coalesce(t.events, 0),
+                   coalesce(t.bytes, 0), s.bytes
+            FROM traffic t FULL JOIN storage s USING (period, member_slug)
+            ORDER BY period DESC, member_slug
+            """
+        ).format(period=period),
+        {"m": list(slugs), "a": start, "b": end},
+    ).fetchall()
+    return [UsageTotal(r[0], r[1], int(r[2]), int(r[3]), int(r[4]),
+                       None if r[5] is None else int(r[5])) for r in rows]

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -97,3 +98,35 @@ def test_a_gateway_that_stopped_hearing_is_reported(
     muted = dict(admin.execute(f"SELECT passerelle, muette FROM {SCHEMA}.v_sante_passerelles"
                                ).fetchall())
     assert muted == {"gw-a": True, "gw-b": False}
+
+
+def test_silences_on_the_dashboards_are_never_negative(
+    member_db: psycopg.Connection[Any], asettings: Settings
+) -> None:
+    """A gateway heard during the current hour was "heard until" the end of that hour, in
+    the future (a negative silence); a device whose last uplink is timed a little ahead of
+    the database's clock (ChirpStack's time, from another host) showed one too."""
+    admin = member_db
+    refresh(admin, asettings)
+    now = admin.execute("SELECT now()").fetchone()[0]
+    _uplink(admin, CHATTY, now, 1, gateways=("gw-a",))
+    refresh(admin, asettings)
+    heard, silent = admin.execute(
+        f"SELECT heard_until, hours_silent FROM {SCHEMA}.dash_gateways"
+        " WHERE gateway_id = 'gw-a'").fetchone()
+    local = now.astimezone(ZoneInfo("Europe/Paris")).replace(tzinfo=None)
+    assert (heard, silent) == (local, 0)
+
+    water = "c6c6c6c6c6c60001"
+    ahead = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=40)
+    _seen(admin, CHATTY, ahead)
+    _seen(admin, water, ahead)
+    hours = admin.execute(f"SELECT hours_since_seen FROM {SCHEMA}.dash_device_health"
+                          " WHERE dev_eui = %s", (CHATTY,)).fetchone()[0]
+    days = admin.execute(f"SELECT days_without_reading FROM {SCHEMA}.dash_water_quality"
+                         " WHERE dev_eui = %s", (water,)).fetchone()[0]
+    assert (hours, days) == (0, 0)
+    # A device never heard has no silence at all (not 0).
+    never = admin.execute(f"SELECT hours_since_seen FROM {SCHEMA}.dash_device_health"
+                          " WHERE dev_eui = %s", (MUTE,)).fetchone()
+    assert never == (None,)

@@ -233,6 +233,13 @@ def test_a_history_rolled_up_before_the_new_tables_gets_them_at_the_next_refresh
     assert _rows(admin, state) == before
 
 
+# What the refresh keeps from the readings of the test below: one day of the meter's
+# (dash_water_daily), one container (waste_containers, and the views over it). Three
+# daytime readings make no night: water_nights stays empty.
+EXPECTED_KEPT = {"waste_containers": (1,), "dash_water_daily": (1,), "dash_waste_latest": (1,),
+                 "v_dechets_conteneurs": (1,), "water_nights": (0,), "v_eau_nuits": (0,)}
+
+
 def test_the_read_only_role_reads_what_the_refresh_keeps(
     member_db: psycopg.Connection[Any], asettings: Settings
 ) -> None:
@@ -240,11 +247,17 @@ def test_the_read_only_role_reads_what_the_refresh_keeps(
     put(admin, TOUR, "water.index", hourly(utc(2026, 3, 10, 8), [0, 100, 250]))
     put(admin, GLASS, "fill.level", hourly(utc(2026, 3, 9, 8), [20, 30]))
     refresh(admin, asettings)
+    names = ("water_nights", "waste_containers", "dash_water_daily", "dash_waste_latest",
+             "v_eau_nuits", "v_eau_conso_anormale", "v_dechets_conteneurs",
+             "v_air_salles_horaires")
+    kept = {name: admin.execute(f"SELECT count(*) FROM {SCHEMA}.{name}").fetchone()
+            for name in names}
     with connect_as(asettings, "analytica_reader") as reader:
-        for name in ("water_nights", "waste_containers", "dash_water_daily",
-                     "dash_waste_latest", "v_eau_nuits", "v_eau_conso_anormale",
-                     "v_dechets_conteneurs", "v_air_salles_horaires"):
-            assert reader.execute(f"SELECT count(*) FROM {SCHEMA}.{name}").fetchone() is not None
+        # The reader sees every row the refresh kept, no fewer.
+        assert {name: reader.execute(f"SELECT count(*) FROM {SCHEMA}.{name}").fetchone()
+                for name in names} == kept
+        # What the refresh derived from the two devices' readings is there to be seen.
+        assert {name: kept[name] for name in EXPECTED_KEPT} == EXPECTED_KEPT
         assert reader.execute(f"SELECT consumption_m3 FROM {SCHEMA}.dash_water_daily"
                               ).fetchall() == [(0.25,)]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -101,3 +101,26 @@ def test_the_fill_level_comes_from_the_distance_and_the_depth() -> None:
     assert waste.level_from_distance(1600, 1500) == 0.0
     assert waste.level_from_distance(-10, 1500) == 100.0
     assert waste.fill_rate([(utc(2026, 1, 1), 10.0)]) is None
+
+
+def test_a_container_whose_level_stays_flat_gets_no_forecast_of_years(
+    member_db: psycopg.Connection[Any], asettings: Settings
+) -> None:
+    """A full container whose sensor reads 98 % for days: a rate of a few thousandths of a
+    point a day made it "full in 1,500 days" beside its 98 %. No forecast, still to empty."""
+    admin = member_db
+    refresh(admin, asettings)
+    now = admin.execute("SELECT now()").fetchone()[0]
+    put(admin, GLASS, "fill.level", [(now - dt.timedelta(days=3 - i), 98 + 0.01 * i)
+                                     for i in range(4)])
+    refresh(admin, asettings)
+    state = {c.dev_eui: c for c in waste.containers(admin, SCHEMA, WasteSettings(), now)}
+    assert (state[GLASS].days_until_full, state[GLASS].full_at) == (None, None)
+    assert state[GLASS].to_empty
+    row = admin.execute(
+        f"SELECT jours_avant_plein, plein_le, a_vider FROM {SCHEMA}.v_dechets_conteneurs"
+        " WHERE dispositif = %s", (GLASS,)).fetchone()
+    assert row == (None, None, True)
+    plan = admin.execute(f"SELECT days_to_full, full_at FROM {SCHEMA}.dash_waste_plan"
+                         " WHERE dev_eui = %s", (GLASS,)).fetchone()
+    assert plan == (None, None)

@@ -86,12 +86,14 @@ class World:
 
 
 def _insert_data(conn: psycopg.Connection, schema: str, devices: list[str]) -> None:
-    """One uplink and one measurement per device and minute, for an hour."""
+    """One uplink and one measurement per device and minute, for an hour. The
+    deduplication ids derive from the device and the minute: a second run of the fixture
+    (tests/console imports it, and pytest runs it once per conftest) adds nothing."""
     uplinks, measurements = [], []
     for device in devices:
         for minute in range(60):
             at = T0 + timedelta(minutes=minute)
-            dedup = uuid.uuid4()
+            dedup = uuid.uuid5(uuid.NAMESPACE_URL, f"hv-test:{schema}:{device}:{minute}")
             uplinks.append((at, at, device, dedup, minute, 85, bytes([minute]),
                             Json({"deduplicationId": str(dedup), "fCnt": minute})))
             measurements.append((at, device, "level", float(minute), "%", dedup))
@@ -135,6 +137,8 @@ def world(platform_db: Settings) -> World:
             accounts.upsert_account(conn, SETUP, email=email, name=name, member="syndic",
                                     rights=["read", "export", "admin"], operator=True)
         accounts.set_password(conn, SETUP, "alice@alpha.example.org", "correct horse battery")
+        # Ana reads only: her password alone signs her in (no second factor required).
+        accounts.set_password(conn, SETUP, "ana@alpha.example.org", "correct horse battery")
         tokens: dict[str, str] = {}
         ids: dict[str, int] = {}
         for persona, email in (("alpha", "alice@alpha.example.org"),
@@ -170,3 +174,16 @@ def client(world: World) -> Iterator[TestClient]:
 def admin_conn(world: World) -> Iterator[psycopg.Connection]:
     with connect_admin(world.settings) as conn:
         yield conn
+
+
+@pytest.fixture
+def fresh_limiter(world: World) -> None:
+    """Forget the sign-in counters (Redis keeps them for the whole session otherwise)."""
+    import redis
+
+    client = redis.Redis.from_url(world.settings.redis_url)
+    try:
+        for key in client.scan_iter("hv:login:*"):
+            client.delete(key)
+    finally:
+        client.close()

@@ -42,7 +42,7 @@ def test_declared_users_become_accounts_and_leave_as_deactivated_accounts(
     changes = admin_conn.execute(
         "SELECT action FROM hv.audit_log WHERE target = 'dora@beta.example.org' ORDER BY id"
     ).fetchall()
-    assert [c[0] for c in changes] == ["account.create", "account.update"]
+    assert [c[0] for c in changes] == ["account.create", "account.update", "token.revoke-all"]
 
 
 def test_an_email_belongs_to_one_member_and_operators_to_the_syndicate(

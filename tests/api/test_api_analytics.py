@@ -209,6 +209,43 @@ def test_collections_are_the_big_falls_of_the_level(client: Any, world: World) -
             for c in body["items"]] == [(utc(2025, 2, 2, 8), BIN, 90.0, 5.0)]
 
 
+def test_the_round_starts_from_the_depot_and_names_containers_without_coordinates(
+        client: Any, world: World) -> None:
+    # Alpha's depot is declared in its tenant file; its bin, at 85 %, is to collect but
+    # has no coordinates: the round is the depot alone, and the bin is reported.
+    body = get(client, world, "/waste/round")
+    assert [(s["position"], s["dev_eui"], s["lat"], s["lon"]) for s in body["stops"]] == [
+        (0, None, 47.99, -4.11), (1, None, 47.99, -4.11)]
+    assert (body["containers"], body["distance_m"], body["not_placed"]) == (0, 0.0, [BIN])
+    assert body["distances"] == "straight-line"
+
+
+def test_the_billing_run_streams_one_line_per_meter_and_is_audited_as_an_export(
+        client: Any, world: World, admin_conn: psycopg.Connection) -> None:
+    # Billing date 11 March 2025 (2025-03-10 23:00Z): 25 hours after the leak's first
+    # reading, a reading: 1300 + 250 = 1550 L, measured. Since 3 February (local
+    # midnight): +300 L, the backflow of 150 L, the gap (0 L), then 250 L: 550 L; no
+    # reading before the period's start.
+    response = client.get(f"{BASE}/billing.csv", params={"date": "2025-03-11",
+                                                          "from": "2025-02-03"},
+                          headers=world.headers("alpha"))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    lines = response.content.decode("utf-8").split("\r\n")
+    assert lines[0].startswith("meter_id;dev_eui;name;address;index_date;index_m3;")
+    assert lines[1:] == [f"Water A1;{WATER};Water A1;;2025-03-11T00:00;1.550;0;0.0;measured;"
+                         "2025-02-03T00:00;;0.550;reverse-flow,gap", ""]
+    row = admin_conn.execute(
+        "SELECT action, target, rows, params ->> 'date', params ->> 'completed'"
+        " FROM hv.audit_log WHERE request_id = %s", (response.headers["x-request-id"],)
+    ).fetchone()
+    assert row == ("export.csv", "billing", 1, "2025-03-11", "true")
+    refused = client.get(f"{BASE}/billing.csv", params={"date": "2025-03-11",
+                                                         "from": "2025-03-11"},
+                         headers=world.headers("alpha"))
+    assert refused.status_code == 400 and "must start before" in refused.text
+
+
 # Indoor air -----------------------------------------------------------------------------
 
 
@@ -365,7 +402,8 @@ def test_an_alert_is_acknowledged_then_closed_and_both_are_audited(
 
     trail = admin_conn.execute(
         "SELECT actor, member_slug, action, before, after, params ->> 'reason', source"
-        " FROM hv.audit_log WHERE target = %s ORDER BY id", (f"alert:{alert}",)).fetchall()
+        " FROM hv.audit_log WHERE member_slug = 'alpha' AND target = %s ORDER BY id",
+        (f"alert:{alert}",)).fetchall()
     assert trail == [
         (ALICE, "alpha", "alerts.acknowledge", {"state": "open"}, {"state": "acknowledged"},
          None, "api"),

@@ -260,15 +260,15 @@ def test_no_page_loads_assets_from_outside_the_deployment(client: Any) -> None:
     assert client.get("/api/v1/openapi.json").json()["openapi"].startswith("3.")
 
 
-def test_login_issues_a_token_and_is_rate_limited(world: World,
-                                                  admin_conn: psycopg.Connection) -> None:
+def test_login_issues_a_token_and_is_rate_limited(world: World, admin_conn: psycopg.Connection,
+                                                  fresh_limiter: None) -> None:
     with make_client(world.settings, api_login_attempts=3) as client:
-        good = {"email": "alice@alpha.example.org", "password": "correct horse battery"}
+        good = {"email": "ana@alpha.example.org", "password": "correct horse battery"}
         token = client.post("/api/v1/auth/login", json=good)
         assert token.status_code == 200
         me = client.get("/api/v1/auth/me",
                         headers={"Authorization": f"Bearer {token.json()['token']}"})
-        assert me.json()["email"] == "alice@alpha.example.org"
+        assert me.json()["email"] == "ana@alpha.example.org"
         wrong = client.post("/api/v1/auth/login", json={**good, "password": "wrong password!"})
         assert wrong.status_code == 401
         client.post("/api/v1/auth/login", json=good)
@@ -276,7 +276,7 @@ def test_login_issues_a_token_and_is_rate_limited(world: World,
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
     failed = admin_conn.execute(
         "SELECT count(*) FROM hv.audit_log WHERE action = 'auth.login-failed'"
-        " AND actor = 'user:alice@alpha.example.org'").fetchone()
+        " AND actor = 'user:ana@alpha.example.org'").fetchone()
     assert failed is not None and failed[0] >= 1
 
 

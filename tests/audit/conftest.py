@@ -27,7 +27,7 @@ def app_role(platform_db: Settings) -> str:
         if exists.fetchone() is None:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(APP_ROLE)))
         conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-            sql.Identifier(APP_ROLE), sql.Literal(platform_db.role_password(APP_ROLE))))
+            sql.Identifier(APP_ROLE), sql.Literal(platform_db.ensure_role_password(APP_ROLE))))
         conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
             sql.Identifier(platform_db.pg_database), sql.Identifier(APP_ROLE)))
         audit.grant_writer(conn, APP_ROLE)

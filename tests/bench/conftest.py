@@ -48,3 +48,6 @@ def bench_services() -> Iterator[Path]:
                         pg_port=BENCH_PORT_BASE + 432, redis_port=BENCH_PORT_BASE + 379,
                         mqtt_port=BENCH_PORT_BASE + 883)
     services.stop_all(settings)
+    # The ingest benchmark's second database server (--servers 2), when it ran.
+    services.stop_postgres(settings.model_copy(update={
+        "data_dir": BENCH_DATA / "second", "pg_port": BENCH_PORT_BASE + 433}))

@@ -1,6 +1,7 @@
 """An in-process ChirpStack API for tests, built from the real `chirpstack_api` service
 stubs and messages: Tenant, Application, DeviceProfile, Device (with keys and queue) and
-Gateway services over an in-memory store, on a loopback port.
+Gateway services over an in-memory store, on a loopback port, and the users' login
+(InternalService.Login, UserService.List/UpdatePassword; `admin`/`admin` at first).
 
 It keeps the ChirpStack behaviours the platform relies on: `authorization: Bearer <token>`
 checked on every call (UNAUTHENTICATED otherwise), NOT_FOUND and ALREADY_EXISTS, hex
@@ -60,6 +61,10 @@ class Store:
         self.queue: dict[str, list[api.DeviceQueueItem]] = {}
         self.gateways: dict[str, api.Gateway] = {}
         self.gateway_seen: dict[str, datetime] = {}
+        # ChirpStack's users (email -> [id, password]; `admin`/`admin` as at install) and
+        # the session tokens InternalService.Login issued.
+        self.users: dict[str, list[str]] = {"admin": [str(uuid.uuid4()), "admin"]}
+        self.sessions: set[str] = set()
         self.calls: Counter[str] = Counter()
         self.failures: dict[str, list[grpc.StatusCode]] = {}
 
@@ -432,6 +437,45 @@ def _empty() -> Any:
     return empty_pb2.Empty()
 
 
+class Internal(api.InternalServiceServicer):
+    """Login with e-mail and password: a session token (ChirpStack's JWT)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def Login(self, request: Any, context: Any) -> Any:
+        with self.store.lock:
+            user = self.store.users.get(request.email)
+            if user is None or user[1] != request.password:
+                _abort(context, grpc.StatusCode.UNAUTHENTICATED, "Invalid username or password")
+            jwt = f"jwt-{uuid.uuid4()}"
+            self.store.sessions.add(jwt)
+        return api.LoginResponse(jwt=jwt)
+
+
+class Users(api.UserServiceServicer):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def List(self, request: Any, context: Any) -> Any:
+        with self.store.lock:
+            items = [api.UserListItem(id=u[0], email=email, is_admin=True, is_active=True)
+                     for email, u in sorted(self.store.users.items())]
+        return api.ListUsersResponse(total_count=len(items),
+                                     result=_page(items, request.limit, request.offset))
+
+    def UpdatePassword(self, request: Any, context: Any) -> Any:
+        with self.store.lock:
+            found = [u for u in self.store.users.values() if u[0] == request.user_id]
+            if not found:
+                _abort(context, grpc.StatusCode.NOT_FOUND,
+                       f"Object does not exist (id: {request.user_id})")
+            found[0][1] = request.password
+        from google.protobuf import empty_pb2
+
+        return empty_pb2.Empty()
+
+
 class _Gate(grpc.ServerInterceptor):
     """Counts calls, injects the failures asked for, then checks the token."""
 
@@ -448,12 +492,15 @@ class _Gate(grpc.ServerInterceptor):
             injected = pending.pop(0) if pending else None
         if injected is not None:
             return _aborting(injected, "injected by the test")
+        if name == "InternalService.Login":
+            return continuation(details)
         metadata = dict(details.invocation_metadata or ())
         auth = metadata.get("authorization", "")
         if not auth.startswith("Bearer "):
             return _aborting(grpc.StatusCode.UNAUTHENTICATED,
                              "authorization metadata must be in format 'Bearer <TOKEN>")
-        if auth != f"Bearer {self.token}":
+        if auth != f"Bearer {self.token}" and auth.removeprefix("Bearer ") not in \
+                self.store.sessions:
             return _aborting(grpc.StatusCode.UNAUTHENTICATED, "InvalidSignature")
         return continuation(details)
 
@@ -486,6 +533,8 @@ class FakeChirpStack:
         api.add_DeviceProfileServiceServicer_to_server(Profiles(self.store), server)
         api.add_DeviceServiceServicer_to_server(Devices(self.store), server)
         api.add_GatewayServiceServicer_to_server(Gateways(self.store), server)
+        api.add_InternalServiceServicer_to_server(Internal(self.store), server)
+        api.add_UserServiceServicer_to_server(Users(self.store), server)
         if server.add_insecure_port(self.target) == 0:
             raise RuntimeError(f"cannot listen on {self.target}")
         server.start()

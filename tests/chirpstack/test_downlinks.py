@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from google.protobuf import json_format
 from psycopg import sql
 from pydantic import SecretStr
 
@@ -31,7 +32,7 @@ from hypervision.chirpstack.network import Network
 from hypervision.db import connect_admin, connect_as
 from hypervision.settings import Settings, get_settings
 from hypervision.tenancy.spec import TenantSpec
-from ingest.chirpstack import Envelope
+from ingest.chirpstack import EVENT_MESSAGES, Envelope
 from ingest.decode import Catalogue
 from ingest.outcomes import Outcome
 from ingest.process import Processor
@@ -63,14 +64,22 @@ def processor(platform_db: Settings) -> Iterator[tuple[psycopg.Connection, Proce
                               platform_db.fcnt_guard_window)
 
 
-def _event(kind: str, dev_eui: str, queue_item_id: str, at: datetime,
+def _event(kind: str, dev_eui: str, queue_item_id: str, at: datetime, encoding: str = "json",
            **fields: Any) -> Envelope:
-    """A txack or ack event as ChirpStack's MQTT integration publishes it."""
-    app = str(uuid.uuid4())
+    """A txack or ack event as ChirpStack's MQTT integration publishes it, from the
+    ChirpStack tenant and application provisioning recorded for the device's member
+    (ingestion refuses events from any other)."""
+    with connect_admin(get_settings()) as conn:
+        ids = conn.execute(
+            "SELECT t.tenant_id::text, a.application_id::text FROM hv.devices d"
+            " JOIN hv.chirpstack_tenants t USING (member_slug)"
+            " JOIN hv.chirpstack_applications a USING (member_slug) WHERE d.dev_eui = %s",
+            (dev_eui,)).fetchone()
+    tenant, app = ids or (str(uuid.uuid4()), str(uuid.uuid4()))
     body: dict[str, Any] = {
         "time": at.isoformat(),
         "deviceInfo": {
-            "tenantId": str(uuid.uuid4()), "tenantName": "Syndicat Lumière (test)",
+            "tenantId": tenant, "tenantName": "Syndicat Lumière (test)",
             "applicationId": app, "applicationName": "lumiere",
             "deviceProfileId": str(uuid.uuid4()), "deviceProfileName": "milesight-ws558",
             "deviceName": "Armoire", "devEui": dev_eui, "deviceClassEnabled": "CLASS_C",
@@ -82,16 +91,29 @@ def _event(kind: str, dev_eui: str, queue_item_id: str, at: datetime,
     if kind == "ack":
         body["deduplicationId"] = str(uuid.uuid4())
     topic = f"application/{app}/device/{dev_eui}/event/{kind}"
-    return Envelope.from_topic(topic, json.dumps(body).encode(), time.time())
+    payload = json.dumps(body).encode()
+    if encoding == "protobuf":
+        message = EVENT_MESSAGES[kind]()
+        payload = json_format.Parse(payload, message).SerializeToString()
+    return Envelope.from_topic(topic, payload, time.time(), encoding)
 
 
-def _txack(dev_eui: str, queue_item_id: str, at: datetime) -> Envelope:
-    return _event("txack", dev_eui, queue_item_id, at, downlinkId=4242, fCntDown=7,
-                  gatewayId=TOWER, txInfo={"frequency": 869525000, "power": 27})
+def _txack(dev_eui: str, queue_item_id: str, at: datetime, encoding: str = "json") -> Envelope:
+    # txInfo as ChirpStack v4 writes it for a class C downlink: a Duration in its timing.
+    tx_info = {
+        "frequency": 869525000, "power": 27,
+        "modulation": {"lora": {"bandwidth": 125000, "spreadingFactor": 12,
+                                "codeRate": "CR_4_5", "polarizationInversion": True}},
+        "timing": {"delay": {"delay": "1s"}}, "context": "AAAAAAAAAAAAAAAAAAAAAAAA",
+    }
+    return _event("txack", dev_eui, queue_item_id, at, encoding, downlinkId=4242,
+                  fCntDown=7, gatewayId=TOWER, txInfo=tx_info)
 
 
-def _ack(dev_eui: str, queue_item_id: str, at: datetime, acknowledged: bool) -> Envelope:
-    return _event("ack", dev_eui, queue_item_id, at, acknowledged=acknowledged, fCntDown=7)
+def _ack(dev_eui: str, queue_item_id: str, at: datetime, acknowledged: bool,
+         encoding: str = "json") -> Envelope:
+    return _event("ack", dev_eui, queue_item_id, at, encoding, acknowledged=acknowledged,
+                  fCntDown=7)
 
 
 def _ingest(processor: tuple[psycopg.Connection, Processor], *events: Envelope) -> None:
@@ -178,6 +200,42 @@ def test_a_negative_ack_marks_the_downlink_not_acknowledged_and_unconfirmed_ones
         " (sent_at IS NULL OR (confirmed AND acked_at IS NULL))", (quiet.queue_item_id,)
     ).fetchone()
     assert open_rows == (0,)
+
+
+@pytest.mark.parametrize("encoding", ["json", "protobuf"])
+def test_txack_and_ack_in_either_chirpstack_encoding_move_a_downlink_to_its_end(
+    provisioned: psycopg.Connection, client: ChirpStack,
+    processor: tuple[psycopg.Connection, Processor], encoding: str,
+) -> None:
+    admin = provisioned
+    now = datetime.now(UTC)
+    sent = downlinks.enqueue(admin, client, LAMP, "switch",
+                             {"circuits": "all", "state": "on"}, who=OPERATOR)
+    _ingest(processor, _txack(LAMP, sent.queue_item_id, now, encoding))
+    assert _state(admin, sent.queue_item_id) == ("sent", True, False, TOWER, 7)
+    _ingest(processor, _ack(LAMP, sent.queue_item_id, now + timedelta(seconds=3), False,
+                            encoding))
+    assert _state(admin, sent.queue_item_id)[0] == "not_acknowledged"
+
+
+def test_a_downlink_never_transmitted_expires_and_a_late_txack_still_counts(
+    provisioned: psycopg.Connection, client: ChirpStack,
+    processor: tuple[psycopg.Connection, Processor],
+) -> None:
+    admin = provisioned
+    old = downlinks.enqueue(admin, client, OTHER_LAMP, "reboot", {}, who=OPERATOR)
+    fresh = downlinks.enqueue(admin, client, OTHER_LAMP, "reboot", {}, who=OPERATOR)
+    admin.execute("UPDATE tenant_lumiere.downlinks SET requested_at = now() - interval"
+                  " '2 hours' WHERE queue_item_id = %s", (old.queue_item_id,))
+    # The periodic job: tracking finds nothing, then the old one expires, the fresh one
+    # (within the hour) stays queued.
+    assert downlinks.track_all(admin, expire_after_s=3600)["lumiere"] >= 1
+    assert _state(admin, old.queue_item_id)[0] == "expired"
+    assert _state(admin, fresh.queue_item_id)[0] == "queued"
+    assert downlinks.expire(admin, "tenant_lumiere", 3600) == 0
+    # ChirpStack transmitted it after all: the event is the truth.
+    _ingest(processor, _txack(OTHER_LAMP, old.queue_item_id, datetime.now(UTC)))
+    assert _state(admin, old.queue_item_id)[0] == "sent"
 
 
 def test_tracking_runs_as_the_members_writer_role_in_the_ingest_hook(
@@ -467,6 +525,11 @@ def test_the_api_application_sends_and_lists_downlinks_without_a_superuser_conne
         " WHERE action = 'downlink.enqueue' AND after->>'queue_item_id' = %s",
         (body["queue_item_id"],)).fetchone()
     assert entry == (f"user:{AGENT}", "lumiere", "api", "req-no-admin")
+    # Reading the device's downlink history is audited too.
+    read = provisioned.execute(
+        "SELECT actor, member_slug, target, rows FROM hv.audit_log"
+        " WHERE action = 'downlinks.read' AND request_id = 'req-no-admin'").fetchone()
+    assert read == (f"user:{AGENT}", "lumiere", LAMP, len(listed.json()))
 
 
 def test_the_api_role_may_insert_downlink_requests_and_nothing_else_of_the_member(

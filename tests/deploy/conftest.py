@@ -11,6 +11,7 @@ runs on it again, as on any new database.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +31,27 @@ from ingest.chirpstack import Envelope
 from ingest.decode import Catalogue
 from ingest.process import Processor
 from ingest.registry import Registry, load_entries
+from tests.deploy.stack import ImagesBuild
 
 TEMPLATE = "hv_backup_template"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The stack tests (marker `docker`) last: their images are built meanwhile."""
+    docker = [item for item in items if item.get_closest_marker("docker")]
+    if docker:
+        items[:] = [item for item in items if not item.get_closest_marker("docker")] + docker
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the stack tests are to run, as root, Docker and their images start being
+    built now, in the background, while the other tests run (tests/deploy/stack.py,
+    ImagesBuild): a first build takes many minutes. HV_STACK_BUILD_EARLY=0 turns it off
+    (the stack tests then build when they start)."""
+    wanted = any(item.get_closest_marker("docker") for item in session.items)
+    if wanted and os.geteuid() == 0 and os.environ.get("HV_STACK_BUILD_EARLY", "1") != "0" \
+            and not session.config.option.collectonly:
+        ImagesBuild.start()
 SCRATCH = "hv_backup_test"
 TENANTS = Path(__file__).resolve().parents[1] / "payloads" / "tenants"
 
@@ -44,6 +64,8 @@ def scratch_settings(base: Settings, backup_dir: Path, database: str = SCRATCH) 
         "pg_database": database,
         "backup_dir": backup_dir,
         "superset_database": f"{database}_no_superset",
+        # Plain archives here; tests/deploy/test_backup_encryption.py covers the encrypted.
+        "backup_unencrypted": True,
     })
 
 

@@ -33,10 +33,17 @@ def test_the_task_acknowledges_on_receipt_so_a_long_dump_is_never_redelivered() 
     assert nightly_backup.acks_late is False
 
 
-def test_a_nightly_run_writes_a_verified_full_archive_and_audits_it(
-    platform_db: Settings, admin: psycopg.Connection[Any],
+def test_a_nightly_run_writes_a_verified_encrypted_full_archive_and_audits_it(
+    platform_db: Settings, admin: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from pyrage import x25519
+
+    from hypervision.jobs import backup as backup_job
     from hypervision.jobs.backup import nightly_backup
+
+    public = str(x25519.Identity.generate().to_public())
+    monkeypatch.setattr(backup_job, "get_settings", lambda: platform_db.model_copy(
+        update={"backup_age_recipients": public}))
 
     name = nightly_backup.apply().get()
 
@@ -45,6 +52,7 @@ def test_a_nightly_run_writes_a_verified_full_archive_and_audits_it(
         assert archive.scope == "full"
         assert backup.verify(archive) == []
         assert {"alpha", "beta"} <= set(archive.members)
+        assert archive.manifest["encryption"]["recipients"] == [public]
         entry = admin.execute(
             "SELECT actor, source, action FROM hv.audit_log WHERE target = %s", (name,)
         ).fetchone()

@@ -122,14 +122,24 @@ def test_the_ingestion_role_can_write_a_restored_member_again(
     scratch: Settings, scratch_admin: psycopg.Connection[Any],
 ) -> None:
     archive = backup.run_backup(scratch, member="alpha")
+    (saved,) = scratch_admin.execute("SELECT count(*) FROM tenant_alpha.measurements"
+                                     ).fetchone() or (0,)
+    assert saved > 0
     scratch_admin.execute("TRUNCATE tenant_alpha.measurements")
     backup.restore_member(scratch, archive, "alpha")
 
+    # As the pipeline writes: the ingest login role, switched to the member's writer.
     with connect_as(scratch, scratch.ingest_role, autocommit=True) as conn:
         conn.execute("SET ROLE alpha_writer")
-        conn.execute(
+        written = conn.execute(
             "INSERT INTO tenant_alpha.measurements VALUES (now(), 'a1a1a1a1a1a10001',"
-            " 'volume', 2.5, 'L', gen_random_uuid())")
+            " 'volume', 2.5, 'L', gen_random_uuid()) RETURNING metric, value").fetchall()
+    assert written == [("volume", 2.5)]
+    # The restored rows are back, and the new one is stored beside them.
+    assert scratch_admin.execute(
+        "SELECT count(*), count(*) FILTER (WHERE metric = 'volume' AND value = 2.5"
+        " AND dev_eui = 'a1a1a1a1a1a10001' AND time > now() - interval '1 hour')"
+        " FROM tenant_alpha.measurements").fetchone() == (saved + 1, 1)
 
 
 def test_a_member_archive_holds_that_member_only(scratch: Settings) -> None:

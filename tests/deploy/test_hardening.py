@@ -182,7 +182,7 @@ def test_a_login_role_without_a_grant_cannot_connect(
     stranger = "hv_hardening_stranger"
     admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(stranger)))
     admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-        sql.Identifier(stranger), sql.Literal(platform_db.role_password(stranger))))
+        sql.Identifier(stranger), sql.Literal(platform_db.ensure_role_password(stranger))))
     try:
         with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
             connect_as(platform_db, stranger).close()

@@ -36,6 +36,8 @@ NGINX_DIR = Path(__file__).resolve().parents[2] / "infra" / "docker" / "nginx"
 HTTP_PORT, HTTPS_PORT, HEALTH_PORT = (PORT_BASE + n for n in (140, 141, 142))
 HOSTS = {"PLATFORM_HOSTNAME": "platform.hv.test", "DASHBOARDS_HOSTNAME": "dashboards.hv.test",
          "CHIRPSTACK_HOSTNAME": "lns.hv.test"}
+# The operators' network: this test's own address, not 127.0.0.2 (test_chirpstack_...).
+OPERATOR_NETWORKS = "127.0.0.1/32 2001:db8::/48"
 REQUIRED_HEADERS = ("strict-transport-security", "x-content-type-options", "referrer-policy",
                     "permissions-policy", "content-security-policy", "x-frame-options")
 
@@ -99,6 +101,7 @@ def render(folder: Path, upstream_port: int) -> Path:
     assert "${" not in site, "a variable the test does not know"
     site = re.sub(r"server (api|superset|chirpstack):\d+;", f"server 127.0.0.1:{upstream_port};",
                   site)
+    site = re.sub(r"(set \$hv_\w+_upstream) \w+:\d+;", rf"\1 127.0.0.1:{upstream_port};", site)
     site = site.replace("listen 80 default_server;",
                         f"listen 127.0.0.1:{HTTP_PORT} default_server;")
     site = site.replace("listen 443 ssl", f"listen 127.0.0.1:{HTTPS_PORT} ssl")
@@ -106,6 +109,11 @@ def render(folder: Path, upstream_port: int) -> Path:
     site = site.replace("/etc/nginx/certs/", f"{folder}/")
     site = site.replace("/etc/nginx/security-headers.conf",
                         str(NGINX_DIR / "security-headers.conf"))
+    # As the image's entrypoint does: the operators' networks (here the test's address).
+    subprocess.run(["sh", str(NGINX_DIR / "operator-networks.sh")], check=True,
+                   env={"CHIRPSTACK_OPERATOR_NETWORKS": OPERATOR_NETWORKS, "PATH": "/usr/bin:/bin",
+                        "OPERATOR_NETWORKS_FILE": str(folder / "operators.conf")})
+    site = site.replace("/etc/nginx/hv-operator-networks.conf", str(folder / "operators.conf"))
     if nginx_version() < (1, 25, 1):
         site = site.replace("http2 on;", "")
     (folder / "hypervision.conf").write_text(site)
@@ -231,3 +239,44 @@ def test_a_client_naming_another_host_gets_no_certificate(proxy: ssl.SSLContext)
     with pytest.raises(httpx.ConnectError):
         get(proxy, "intruder.hv.test", "/")
 
+
+
+def test_exports_are_rate_limited_on_their_real_path(proxy: ssl.SSLContext) -> None:
+    """The exports' location (30 a minute, burst 10, unbuffered) matches the path the API
+    serves them at, /api/v1/members/<slug>/exports/<kind>.<format>: twenty requests in a
+    row meet a 429, where the site's general limit (20 a second, burst 40) would not."""
+    from hypervision.api.main import create_app
+    from hypervision.settings import get_settings
+
+    paths = [p for p in create_app(get_settings()).openapi()["paths"] if "/exports/" in p]
+    assert paths == ["/api/v1/members/{slug}/exports/{kind}.{fmt}"]
+    statuses = [get(proxy, HOSTS["PLATFORM_HOSTNAME"],
+                    "/api/v1/members/alpha/exports/measurements.csv").status_code
+                for _ in range(20)]
+    assert statuses[0] == 200
+    assert 429 in statuses, statuses
+    # Other member paths keep the general limit.
+    assert get(proxy, HOSTS["PLATFORM_HOSTNAME"], "/api/v1/members/alpha").status_code == 200
+
+
+def test_chirpstacks_site_answers_the_operators_networks_only(proxy: ssl.SSLContext) -> None:
+    """From 127.0.0.1 (an operators' network) ChirpStack's site answers; from 127.0.0.2
+    (any other address) it is refused, while the platform's site still answers."""
+    def from_elsewhere(host: str) -> int:
+        transport = httpx.HTTPTransport(verify=proxy, local_address="127.0.0.2")
+        with httpx.Client(transport=transport, timeout=10) as client:
+            return client.get(f"https://127.0.0.1:{HTTPS_PORT}/", headers={"Host": host},
+                              extensions={"sni_hostname": host}).status_code
+
+    assert get(proxy, HOSTS["CHIRPSTACK_HOSTNAME"], "/").status_code == 200
+    assert from_elsewhere(HOSTS["CHIRPSTACK_HOSTNAME"]) == 403
+    assert from_elsewhere(HOSTS["PLATFORM_HOSTNAME"]) == 200
+
+
+def test_operator_networks_refuse_a_value_that_is_not_a_network(tmp_path: Path) -> None:
+    for value in ("", "all", "198.18.0.0/15; allow all"):
+        result = subprocess.run(
+            ["sh", str(NGINX_DIR / "operator-networks.sh")], capture_output=True, text=True,
+            env={"CHIRPSTACK_OPERATOR_NETWORKS": value, "PATH": "/usr/bin:/bin",
+                 "OPERATOR_NETWORKS_FILE": str(tmp_path / "o.conf")}, check=False)
+        assert result.returncode != 0, value

@@ -267,10 +267,12 @@ def test_a_bad_filter_or_cursor_is_an_export_error(member: TenantSpec, reader: R
     _, good, _ = run(conn, member, "measurements", "csv")
     body = cursors.decode(good)
     future = cursors.encode(cursors.Snapshot(body.xmax + 10**9, body.xmax + 10**9))
+    middle = len(good) // 2
     bad = {
         "not a cursor": "bad cursor",
         good[:-3]: "bad cursor",
-        good[:-1] + ("A" if good[-1] != "A" else "B"): "bad cursor",
+        # A character in the middle: the last one may only carry base64's unused bits.
+        good[:middle] + ("A" if good[middle] != "A" else "B") + good[middle + 1:]: "bad cursor",
         "hv1.bm90LWEtc25hcHNob3Q": "bad cursor",
         future: "ahead of this database",
     }
@@ -308,7 +310,9 @@ def test_stopping_early_ends_the_export_transaction(
     with open_export(conn, member.schema, "measurements", "csv", ExportFilter()) as stream:
         first = next(stream.chunks)
         assert first.startswith(b"time,")
-        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        # In its transaction; ACTIVE while PostgreSQL's COPY is still sending rows.
+        assert conn.info.transaction_status in (psycopg.pq.TransactionStatus.INTRANS,
+                                                psycopg.pq.TransactionStatus.ACTIVE)
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     # An export never started is closed as well, and the connection serves again.
     open_export(conn, member.schema, "uplinks", "parquet", ExportFilter()).close()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
 
 import pytest
+from chirpstack_api import integration
+from google.protobuf import json_format
 
-from ingest.chirpstack import Envelope, Rejected, parse
+from ingest.chirpstack import PROTOBUF_KEY, Envelope, Rejected, parse
 from ingest.outcomes import DeadReason
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "payloads" / "chirpstack" / "up.json"
+TXACK = EXAMPLE.with_name("txack.json")
 TOPIC = "application/17c82e96-be03-4f38-aef3-f83d48582d97/device/0101010101010101/event/up"
 
 
@@ -60,10 +64,76 @@ def test_it_rejects_a_value_of_the_wrong_type() -> None:
     assert error.dev_eui == "0101010101010101"
 
 
-def test_it_rejects_unknown_fields_instead_of_guessing() -> None:
+def test_it_accepts_fields_of_a_newer_chirpstack_and_keeps_them_in_the_stored_event() -> None:
     body = example()
-    body["fcnt"] = 3
-    assert rejected(envelope(body)).reason is DeadReason.INVALID_EVENT
+    # Fields that do not exist in the pinned chirpstack-api, at two levels.
+    body["futureField"] = {"nested": [1, None]}
+    body["rxInfo"][0]["beamId"] = 3
+    assert "future_field" not in integration.UplinkEvent.DESCRIPTOR.fields_by_name
+    event = parse(envelope(body), 65536)
+    assert event.field("fCnt") == 10 and "futureField" not in event.body
+    stored = json.loads(event.json)
+    assert stored["futureField"] == {"nested": [1, None]}
+    assert stored["rxInfo"][0]["beamId"] == 3
+
+
+def test_it_reads_the_original_field_names_and_stores_the_json_names() -> None:
+    status = {
+        "deduplication_id": "3ac7e3c4-4401-4b8d-9386-a5c902f9202d",
+        "time": "2026-03-14T09:26:53Z",
+        "device_info": {**example()["deviceInfo"], "dev_eui": "0101010101010101",
+                        "device_class_enabled": "CLASS_C"},
+        "battery_level": 85.5,
+        "external_power_source": True,
+        "margin": 7,
+        "newer_field": 1,
+    }
+    del status["device_info"]["devEui"], status["device_info"]["deviceClassEnabled"]
+    event = parse(envelope(status, topic=TOPIC.replace("/up", "/status")), 65536)
+    assert event.dev_eui == "0101010101010101"
+    assert event.field("batteryLevel") == 85.5 and event.field("externalPowerSource") is True
+    stored = json.loads(event.json)
+    assert stored["batteryLevel"] == 85.5 and stored["deviceInfo"]["devEui"] == event.dev_eui
+    assert stored["deviceInfo"]["deviceClassEnabled"] == "CLASS_C"
+    assert stored["newer_field"] == 1  # unknown: kept as it came
+
+
+def test_it_accepts_a_txack_exactly_as_chirpstack_writes_it() -> None:
+    txack = json.loads(TXACK.read_text())
+    event = parse(envelope(txack, topic=TOPIC.replace("/up", "/txack")), 65536)
+    assert event.kind == "txack" and event.deduplication_id is None
+    assert event.field("queueItemId") == txack["queueItemId"]
+    timing = event.field("txInfo")["timing"]
+    assert timing["delay"]["delay"].nanoseconds == 1_000_000_000
+    assert event.message() == json_format.Parse(TXACK.read_text(), integration.TxAckEvent())
+
+
+def test_it_reads_binary_protobuf_events_like_json_ones() -> None:
+    as_json = parse(envelope(example()), 65536)
+    binary = as_json.message().SerializeToString()
+    for encoding in ("protobuf", "auto"):
+        event = parse(Envelope.from_topic(TOPIC, binary, time.time(), encoding), 65536)
+        assert event.message() == as_json.message()
+        assert (event.dev_eui, event.deduplication_id) == (as_json.dev_eui,
+                                                           as_json.deduplication_id)
+        assert json.loads(event.json)["fCnt"] == 10
+    garbage = Envelope.from_topic(TOPIC, b"\xff\xff\xff", time.time(), "protobuf")
+    assert rejected(garbage).reason is DeadReason.MALFORMED_PROTOBUF
+    # Decodable, but a time no JSON (nor protobuf's own JSON) can write: invalid.
+    message = as_json.message()
+    message.time.seconds = 2**40
+    beyond = Envelope.from_topic(TOPIC, message.SerializeToString(), time.time(), "protobuf")
+    error = rejected(beyond)
+    assert error.reason is DeadReason.INVALID_EVENT and "UplinkEvent" in error.detail
+
+
+def test_binary_events_with_unknown_fields_keep_the_original_message() -> None:
+    binary = parse(envelope(example()), 65536).message().SerializeToString()
+    # Field 99, varint 5: unknown to the pinned chirpstack-api.
+    newer = binary + bytes([99 << 3 & 0x7F | 0x80, 99 >> 4, 5])
+    event = parse(Envelope.from_topic(TOPIC, newer, time.time(), "protobuf"), 65536)
+    assert event.field("fCnt") == 10
+    assert base64.b64decode(json.loads(event.json)[PROTOBUF_KEY]) == newer
 
 
 def test_it_rejects_an_oversized_payload_before_parsing_it() -> None:
@@ -111,3 +181,14 @@ def test_it_parses_status_and_join_events() -> None:
     }
     event = parse(envelope(join, topic=TOPIC.replace("/up", "/join")), 65536)
     assert event.kind == "join" and event.field("devAddr") == "00189440"
+
+
+def test_the_http_content_type_names_the_encoding_and_the_setting_decides_otherwise() -> None:
+    from ingest.receive_http import encoding_of
+
+    assert encoding_of("application/json", "protobuf") == "json"
+    assert encoding_of("application/json; charset=utf-8", "protobuf") == "json"
+    assert encoding_of("application/octet-stream", "json") == "protobuf"
+    assert encoding_of("Application/X-Protobuf", "json") == "protobuf"
+    assert encoding_of("", "auto") == "auto"
+    assert encoding_of("text/plain", "json") == "json"

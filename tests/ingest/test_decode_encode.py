@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from ingest.decode.codecs import milesight_am103, milesight_em300_di, milesight_em400_mud
+from ingest.decode.codecs import (
+    milesight_am103,
+    milesight_em300_di,
+    milesight_em400_mud,
+    milesight_ws558,
+)
 
 VECTORS = Path(__file__).parents[1] / "payloads" / "vectors"
 
@@ -54,6 +59,12 @@ ROUND_TRIPS: list[tuple[ModuleType, dict[str, Any]]] = [
             ],
         },
     ),
+    (
+        milesight_ws558,
+        {"voltage": 231.4, "active_power": 2140, "power_factor": 96, "total_current": 9630,
+         "power_consumption": 1873512,
+         **{f"switch_{n}": "on" if n in (1, 2) else "off" for n in range(1, 9)}},
+    ),
 ]
 
 
@@ -70,6 +81,7 @@ def test_decode_of_encode_gives_the_values_back(codec: ModuleType, values: dict)
         ("milesight-am103", milesight_am103.encode),
         ("milesight-em400-mud", milesight_em400_mud.encode),
         ("milesight-em300-di", milesight_em300_di.encode),
+        ("milesight-ws558", milesight_ws558.encode),
     ],
 )
 def test_encoding_the_vendor_values_gives_the_vendor_frame(

@@ -127,3 +127,20 @@ def test_a_forked_worker_starts_its_own_sandbox() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert codec.decode_batch([_uplink(3)])[0].data["value"] == 3
+
+
+def test_one_sandbox_runs_codec_after_codec_without_running_out_of_files(
+    tmp_path: Path,
+) -> None:
+    # A worker's sandbox lives as long as the worker and meets a new codec file with each
+    # operator model and each of its versions; a V8 context holds file descriptors, and the
+    # sandbox may open few. Sixty files, one after the other, then the first one again.
+    source = (JS / "moody.js").read_text(encoding="utf-8")
+    files = []
+    for n in range(60):
+        path = tmp_path / f"codec-v{n}.js"
+        path.write_text(source, encoding="utf-8")
+        files.append(path)
+    for path in [*files, files[0]]:
+        [result] = JsCodec(path).decode_batch([_uplink(5)])
+        assert result.error is None and result.data["value"] == 5, (path.name, result)

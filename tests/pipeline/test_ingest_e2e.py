@@ -14,6 +14,7 @@ import pytest
 from hypervision import services
 from tests.conftest import Worker, wait_for
 from tests.pipeline.helpers import (
+    broker_held_messages,
     dedup_id,
     measurements_of,
     publish,
@@ -91,16 +92,37 @@ def test_events_published_while_the_receiver_is_down_arrive_when_it_returns(
 ) -> None:
     first = make_receiver(platform_db)  # establishes the persistent session
     first.stop()
+    held_before = broker_held_messages(platform_db)
     events = uplinks(simulator, per_device=50)
     ids = [dedup_id(p) for _, p in events]
-    publish(platform_db, events)
-    time.sleep(1)
+    publish(platform_db, events)  # returns once the broker acknowledged every event
+    # The broker holds them for the absent receiver's session; none reached the pipeline.
+    wait_for(lambda: broker_held_messages(platform_db) >= held_before + len(ids),
+             what="the broker to hold the events for the receiver's session")
+    assert first.received == 0
     assert stored_count(admin, ids) == 0
     second = make_receiver(platform_db)
     try:
         wait_for(lambda: stored_count(admin, ids) == len(ids), what="queued events delivered")
+        # They came through the returning receiver, from its session.
+        assert second.received >= len(ids)
     finally:
         second.stop()
+
+
+def leave_the_restore_lock_held(settings: Any) -> None:
+    """The worst moment to be killed: while holding the lock under which a worker puts
+    overdue batches back on the queue. The lock is left as kombu leaves it, with the
+    expiry the pipeline's transport options give it (kombu's own default otherwise)."""
+    import redis
+    from kombu.transport.redis import Channel
+
+    from hypervision.celery_app import make_app
+
+    expire = make_app(settings).conf.broker_transport_options.get(
+        "unacked_mutex_expire", Channel.unacked_mutex_expire)
+    with redis.Redis.from_url(settings.redis_url) as client:
+        client.set(Channel.unacked_mutex_key, "held by the killed worker", ex=expire, nx=True)
 
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(
@@ -117,6 +139,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(
     worker.kill()
     partial = stored_count(admin, ids)
     assert partial < len(ids), "the worker finished before it could be killed"
+    leave_the_restore_lock_held(platform_db)
     replacement = Worker(platform_db).start()
     try:
         wait_for(lambda: stored_count(admin, ids) == len(ids), timeout=300,
@@ -139,12 +162,26 @@ def test_a_postgresql_restart_during_ingestion_loses_nothing(
 
     events = uplinks(simulator, per_device=300)
     ids = [dedup_id(p) for _, p in events]
-    publisher = threading.Thread(target=publish, args=(platform_db, events))
-    publisher.start()
-    time.sleep(0.5)
-    services.restart_postgres(platform_db)
-    publisher.join()
+    first, second = events[: len(events) // 2], events[len(events) // 2:]
     with connect_admin(platform_db) as admin:
+        (started_before,) = admin.execute("SELECT pg_postmaster_start_time()").fetchone()
+    publisher = threading.Thread(target=publish, args=(platform_db, first))
+    publisher.start()
+    # The server goes down once the pipeline is storing the first half, and the second
+    # half is published while it is down: ingestion is under way across the restart
+    # however fast the machine is.
+    with connect_admin(platform_db) as admin:
+        wait_for(lambda: stored_count(admin, ids) > 0, interval=0.02,
+                 what="the pipeline to start storing")
+    services.stop_postgres(platform_db)
+    try:
+        publish(platform_db, second)
+        publisher.join()
+    finally:
+        services.start_postgres(platform_db)
+    with connect_admin(platform_db) as admin:
+        (started_after,) = admin.execute("SELECT pg_postmaster_start_time()").fetchone()
+        assert started_after > started_before  # the server did restart
         wait_for(lambda: stored_count(admin, ids) == len(ids), timeout=120,
                  what="every uplink stored after the restart")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -118,3 +119,35 @@ def test_one_event_the_database_refuses_does_not_hold_back_its_batch(
         "SELECT reason, detail FROM hv.dead_letters WHERE payload = %s", (items[0][1],)
     ).fetchone()
     assert reason[0] == "store_failed" and "\\u0000" in reason[1]
+
+
+def test_uplinks_count_on_the_day_the_network_received_them_not_the_day_processed(
+    processor: Any, simulator: Any, admin: psycopg.Connection
+) -> None:
+    """History published late (the demo's backfill, a replay, a backlog after an outage)
+    counts on its own days in the operator's uplinks per member and day; a time ahead of
+    our own clock counts on the day we received it."""
+    conn, proc = processor
+    now = datetime.now(UTC)
+    device = simulator.devices[0]
+    # Days no other test publishes on (the other tests' uplinks are timed now).
+    days_ago = {now - timedelta(days=47): 3, now - timedelta(days=13): 2}
+    items = [simulator.uplink(device, at) for at, n in days_ago.items() for _ in range(n)]
+    ahead = simulator.uplink(device, now + timedelta(days=3))
+    received = time.time()
+    today = datetime.fromtimestamp(received, UTC).date()
+    before = dict(admin.execute(
+        "SELECT day, sum(events) FROM hv_operator.events_per_member_day"
+        " WHERE member_slug = %s AND event_type = 'up' AND outcome = 'stored'"
+        " GROUP BY day", (device.member,)).fetchall())
+    result = proc.process(conn, [Envelope.from_topic(t, p, received) for t, p in
+                                 [*items, ahead]])
+    assert result.total(Outcome.STORED) == len(items) + 1
+    after = dict(admin.execute(
+        "SELECT day, sum(events) FROM hv_operator.events_per_member_day"
+        " WHERE member_slug = %s AND event_type = 'up' AND outcome = 'stored'"
+        " GROUP BY day", (device.member,)).fetchall())
+    added = {day: after[day] - before.get(day, 0) for day in after
+             if after[day] != before.get(day, 0)}
+    assert added == {(now - timedelta(days=47)).date(): 3, (now - timedelta(days=13)).date(): 2,
+                     today: 1}

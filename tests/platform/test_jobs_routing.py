@@ -3,8 +3,10 @@ them (beat, the CLI, a test): the routing is the app's, not each call's."""
 
 from __future__ import annotations
 
-from hypervision.jobs import JOBS_QUEUE
-from ingest.worker import INGEST_QUEUE, app
+import importlib
+
+from hypervision.celery_app import INGEST_QUEUE, JOBS_QUEUE, app
+from hypervision.jobs import task_modules
 
 
 def _queue(task_name: str) -> str:
@@ -13,7 +15,8 @@ def _queue(task_name: str) -> str:
 
 
 def test_every_job_task_is_routed_to_the_jobs_queue() -> None:
-    app.loader.import_default_modules()
+    for module in task_modules():  # as `hypervision worker` has them imported
+        importlib.import_module(module)
     jobs = sorted(n for n in app.tasks if n.startswith("hypervision.jobs."))
     assert len(jobs) >= 7, jobs
     assert {n: _queue(n) for n in jobs} == {n: JOBS_QUEUE for n in jobs}

@@ -28,11 +28,16 @@ def test_it_reads_a_secret_from_a_file(tmp_path: Path, monkeypatch: pytest.Monke
     assert Settings().secret_key.get_secret_value() == "f" * 64
 
 
-def test_role_passwords_are_derived_from_the_secret_and_differ_per_role() -> None:
-    a = Settings(secret_key="a" * 64)
-    b = Settings(secret_key="b" * 64)
-    assert a.role_password("alpha_reader") != a.role_password("beta_reader")
-    assert a.role_password("alpha_reader") != b.role_password("alpha_reader")
-    assert a.role_password("alpha_reader") == Settings(secret_key="a" * 64).role_password(
-        "alpha_reader")
+def test_role_passwords_are_random_per_role_and_independent_of_the_secret(
+    tmp_path: Path,
+) -> None:
+    a = Settings(secret_key="a" * 64, data_dir=tmp_path)
+    b = Settings(secret_key="b" * 64, data_dir=tmp_path)
+    with pytest.raises(RuntimeError, match="no password for database role alpha_reader"):
+        a.role_password("alpha_reader")
+    first = a.ensure_role_password("alpha_reader")
+    assert first != a.ensure_role_password("beta_reader")
+    assert b.role_password("alpha_reader") == first == a.ensure_role_password("alpha_reader")
+    with pytest.raises(ValueError):
+        a.role_password("../etc/passwd")
     assert "a" * 64 not in repr(a)

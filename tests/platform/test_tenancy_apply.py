@@ -59,11 +59,12 @@ def test_a_members_reader_reads_its_own_data_and_nothing_of_another_member(
             alpha.execute("SET ROLE beta_reader")
 
 
-def test_a_wrong_password_is_refused(platform_db: Any) -> None:
+def test_a_wrong_password_is_refused(platform_db: Any, tmp_path: Path) -> None:
     from hypervision.settings import Settings
 
-    other = Settings(secret_key="0" * 64, pg_port=platform_db.pg_port,
-                     data_dir=platform_db.data_dir)
+    (tmp_path / "alpha_reader").write_text("0" * 64)
+    other = Settings(pg_port=platform_db.pg_port, data_dir=platform_db.data_dir,
+                     role_secrets_dir=tmp_path)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         connect_as(other, "alpha_reader")
 

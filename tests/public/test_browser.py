@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from fastapi.responses import HTMLResponse
 
 from tests.conftest import PORT_BASE
 from tests.public.conftest import Civic
+from tests.webserver import serving
 
 pytestmark = pytest.mark.services
 
@@ -52,7 +51,6 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(civic: Civic) -> Iterator[Served]:
-    import uvicorn
 
     from hypervision.public.pages import router
 
@@ -70,17 +68,8 @@ def served(civic: Civic) -> Iterator[Served]:
         return HTMLResponse('<!doctype html><html lang="en"><title>leaky</title>'
                             '<img src="http://tracker.example/pixel.png" alt="pixel"></html>')
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=PORT,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield seen
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app, PORT, lifespan="off"):
+        yield seen
 
 
 @dataclass

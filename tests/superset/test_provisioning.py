@@ -1,4 +1,4 @@
-"""Each member sees its own data in Superset, and nothing of the others (issue 5).
+"""Each member sees its own data in Superset, and nothing of the others.
 
 Against a real Superset (tests/superset/conftest.py): alpha's user sees alpha's dashboards
 with alpha's data; beta's charts, datasets and dashboards answer 403 or 404 to it; a chart

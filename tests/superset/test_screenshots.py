@@ -1,5 +1,5 @@
 """Every dashboard template, as its users see it in a browser: Debian's Chromium, driven by
-playwright-core (tests/superset/screenshots.mjs), logs in through the login page, opens
+playwright-core (tests/superset/screenshots.mjs), signs in through the platform, opens
 each dashboard, waits for its charts and takes a full-page screenshot, kept under
 tests/superset/artefacts/. A chart that shows an error or no data fails the test, and so
 does any request that leaves the machine without the Content-Security-Policy refusing it.
@@ -7,46 +7,34 @@ does any request that leaves the machine without the Content-Security-Policy ref
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hypervision.superset import process
-from tests.superset.conftest import ALPHA_USER, OPERATOR_USER, PASSWORD, Deployment
+from tests.superset import browser
+from tests.superset.browser import problems
+from tests.superset.conftest import (
+    ALPHA_USER,
+    OPERATOR_USER,
+    PASSWORD,
+    Deployment,
+    recovery_code,
+)
 
 pytestmark = pytest.mark.services
 
-HERE = Path(__file__).resolve().parent
-ARTEFACTS = HERE / "artefacts"
+ARTEFACTS = Path(__file__).resolve().parent / "artefacts"
 
 
 def screenshots(deployment: Deployment, username: str, dashboards: list[str],
                 out: Path = ARTEFACTS) -> list[dict[str, Any]]:
-    """Run screenshots.mjs; returns its report, one entry per dashboard."""
-    if not (HERE / "node_modules" / "playwright-core").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, check=True,
-                       capture_output=True)
-    options = {"base": process.url(deployment.settings), "username": username,
-               "outDir": str(out), "dashboards": dashboards, "timeoutMs": 90000}
-    result = subprocess.run(
-        ["node", str(HERE / "screenshots.mjs"), json.dumps(options)], cwd=HERE,
-        env={**os.environ, "SCREENSHOT_PASSWORD": PASSWORD},
-        capture_output=True, text=True, timeout=600, check=False,
-    )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"screenshots.mjs printed no report:\n{result.stdout}\n{result.stderr}"
-    return [json.loads(line) for line in lines]
-
-
-def problems(report: list[dict[str, Any]]) -> dict[str, Any]:
-    return {r["dashboard"]: {"status": r["status"], "charts": r["charts"],
-                             "outside": r["outside"]}
-            for r in report if not r["ok"]}
+    return browser.screenshots(process.url(deployment.settings), username, PASSWORD,
+                               dashboards, out, codes=[recovery_code(deployment.settings,
+                                                                     username)]
+                               if username == OPERATOR_USER else None)
 
 
 @pytest.fixture(scope="module")

@@ -42,8 +42,8 @@ def edited(tmp_path: Path, name: str, change: dict) -> Path:
 
 def test_the_shipped_templates_are_valid() -> None:
     templates = load()
-    assert {t.name for t in templates.for_scope("member")} == {"air", "health", "waste",
-                                                               "water"}
+    assert {t.name for t in templates.for_scope("member")} == {"air", "health", "lighting",
+                                                               "waste", "water"}
     assert [t.name for t in templates.for_scope("operator")] == ["operator"]
 
 

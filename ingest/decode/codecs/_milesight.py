@@ -112,7 +112,7 @@ def encode_channels(values: Mapping[str, Any], channels: ChannelTable) -> bytes:
     return bytes(frame)
 
 
-def read_attribute(kind: int, data: bytes, i: int, out: dict, hex_versions: bool) -> int:
+def read_attribute(kind: int, data: bytes, i: int, out: dict[str, Any], hex_versions: bool) -> int:
     """Decode one 0xFF attribute record whose value starts at `i`; return the next offset.
 
     `hex_versions`: some models print version bytes in hexadecimal, others in decimal.
@@ -152,19 +152,19 @@ def uint8(data: bytes, i: int) -> int:
 
 
 def uint16(data: bytes, i: int) -> int:
-    return U16.unpack_from(data, i)[0]
+    return int(U16.unpack_from(data, i)[0])
 
 
 def uint16_tenths(data: bytes, i: int) -> float:
-    return U16.unpack_from(data, i)[0] / 10
+    return float(U16.unpack_from(data, i)[0] / 10)
 
 
 def uint32(data: bytes, i: int) -> int:
-    return U32.unpack_from(data, i)[0]
+    return int(U32.unpack_from(data, i)[0])
 
 
 def float32(data: bytes, i: int) -> float:
-    return F32.unpack_from(data, i)[0]
+    return float(F32.unpack_from(data, i)[0])
 
 
 def half_percent(data: bytes, i: int) -> float:
@@ -174,7 +174,7 @@ def half_percent(data: bytes, i: int) -> float:
 
 def temperature(data: bytes, i: int) -> float:
     """Signed 16-bit tenths of a degree Celsius."""
-    return I16.unpack_from(data, i)[0] / 10
+    return float(I16.unpack_from(data, i)[0] / 10)
 
 
 def named(names: Mapping[int, str]) -> Reader:

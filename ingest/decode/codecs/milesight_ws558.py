@@ -19,8 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from ingest.decode.codecs._milesight import (
+    FPORT,
     Channel,
     decode_channels,
+    pack_uint8,
+    pack_uint16,
+    pack_uint32,
     uint8,
     uint16,
     uint16_tenths,
@@ -53,3 +57,31 @@ _CHANNELS = {
 def decode(f_port: int, data: bytes) -> dict[str, Any]:
     """Decode one uplink into the keys Milesight's own codec puts in `data`."""
     return decode_channels(data, _CHANNELS, hex_versions=True)
+
+
+# Records in the order of the vendor's example frame, which `encode` reproduces.
+_ENCODE_ORDER = (
+    ((0x05, 0x81), "power_factor", pack_uint8),
+    ((0x07, 0xC9), "total_current", pack_uint16),
+    ((0x03, 0x74), "voltage", lambda v: pack_uint16(round(v * 10))),
+    ((0x06, 0x83), "power_consumption", pack_uint32),
+    ((0x04, 0x80), "active_power", pack_uint32),
+)
+
+
+def encode(values: dict[str, Any]) -> tuple[int, bytes]:
+    """Build a periodic report for `values` shaped like decode's output (for the simulator).
+
+    Supported keys: switch_1..switch_8 ("on"/"off"; the state byte follows a change mask
+    of 0, as in the vendor's example), power_factor, total_current, voltage,
+    power_consumption, active_power.
+    """
+    frame = bytearray()
+    switches = [f"switch_{bit + 1}" for bit in range(8)]
+    if any(key in values for key in switches):
+        state = sum(1 << bit for bit, key in enumerate(switches) if values.get(key) == "on")
+        frame += bytes((0x08, 0x31, 0x00, state))
+    for (channel, kind), key, pack in _ENCODE_ORDER:
+        if key in values:
+            frame += bytes((channel, kind)) + pack(values[key])
+    return FPORT, bytes(frame)

@@ -36,12 +36,33 @@ from hypervision.settings import Settings
 
 State = Literal["open", "acknowledged", "closed"]
 SYSTEM = "system"
+# Conditions of alerts the platform opens itself (hypervision.syndicate), not a rule.
+PLATFORM_CONDITIONS = ("incident", "incident_deadline", "coverage_margin")
 # How far back above/below rules look, beyond their duration.
 LOOKBACK = dt.timedelta(days=1)
 
 
 class AlertError(Exception):
     """An alert does not exist or is not in a state allowing the change."""
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A gateway of the network as ChirpStack last listed it (hv.gateways)."""
+
+    gateway_id: str
+    name: str
+    state: str  # NEVER_SEEN, ONLINE or OFFLINE
+    last_seen: dt.datetime | None
+
+
+def network_gateways(admin: psycopg.Connection) -> list[Gateway]:
+    """Every gateway ChirpStack lists (read from the control schema: the member roles
+    cannot)."""
+    rows = admin.execute(
+        "SELECT gateway_id, name, state, last_seen_at FROM hv.gateways WHERE in_chirpstack"
+        " ORDER BY gateway_id").fetchall()
+    return [Gateway(*r) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -167,11 +188,33 @@ def _leak(
     return out
 
 
+def _gateways_offline(rule: AlertRule, gateways: Sequence[Gateway], now: dt.datetime,
+                      config: MemberAnalytics) -> list[Observation]:
+    """gateway_offline: ChirpStack says OFFLINE, or nothing seen for the rule's duration
+    (default: the member's health.gateway_silent_minutes). A gateway never seen is not
+    installed yet: it does not fire. The alert's `dev_eui` is the gateway id."""
+    limit = rule.duration or dt.timedelta(minutes=config.health.gateway_silent_minutes)
+    out = []
+    for g in gateways:
+        if g.last_seen is None:
+            continue
+        if g.state == "OFFLINE" or now - g.last_seen > limit:
+            out.append(Observation(g.gateway_id, "fires", None, g.last_seen + limit,
+                                   f"passerelle {g.name} hors ligne : rien reçu depuis le"
+                                   f" {g.last_seen.isoformat(timespec='minutes')}"))
+        else:
+            out.append(Observation(g.gateway_id, "clear"))
+    return out
+
+
 def observe(
     conn: psycopg.Connection, schema: str, rule: AlertRule, config: MemberAnalytics,
     now: dt.datetime, known: dict[str, Device] | None = None,
+    gateways: Sequence[Gateway] = (),
 ) -> list[Observation]:
     """Step 1 for one rule."""
+    if rule.condition == "gateway_offline":
+        return _gateways_offline(rule, gateways, now, config)
     watched = _watched(rule, known if known is not None else devices(conn, schema))
     if not watched:
         return []
@@ -192,16 +235,17 @@ class Evaluation:
 
 def evaluate(
     conn: psycopg.Connection, schema: str, config: MemberAnalytics, now: dt.datetime,
-    member: str = "",
+    member: str = "", gateways: Sequence[Gateway] = (),
 ) -> Evaluation:
     """Steps 1-3 for every rule of the member. Runs in the caller's transaction, as a
-    role that may write the member's alert tables (its owner)."""
+    role that may write the member's alert tables (its owner); `gateways` are the
+    network's, for gateway_offline rules (read by the caller, `network_gateways`)."""
     s = sql.Identifier(schema)
     result = Evaluation(member)
     known = devices(conn, schema)
     for rule in config.alerts:
         spec = Jsonb(rule.model_dump(mode="json"))
-        for o in observe(conn, schema, rule, config, now, known):
+        for o in observe(conn, schema, rule, config, now, known, gateways):
             if o.status == "fires":
                 row = conn.execute(
                     sql.SQL(
@@ -240,9 +284,11 @@ def evaluate(
                                               "la condition n'est plus remplie")
     names = [r.name for r in config.alerts]
     rows = conn.execute(
+        # Alerts the platform raises itself (incidents' clocks, radio coverage) have no
+        # rule in the member's file: they are not "rules removed".
         sql.SQL("SELECT DISTINCT rule FROM {s}.alerts WHERE state <> 'closed'"
-                " AND NOT (rule = ANY(%s))").format(s=s),
-        (names,),
+                " AND NOT (rule = ANY(%s)) AND condition <> ALL(%s)").format(s=s),
+        (names, list(PLATFORM_CONDITIONS)),
     ).fetchall()
     for (gone,) in rows:
         result.closed += _close_where(conn, schema, gone, None, "la règle a été retirée")
@@ -360,10 +406,12 @@ def evaluate_member(
     """Evaluate one member's rules with its current declaration (the superuser connection
     copies it first, then works as the member's owner role)."""
     config = sync(admin, m)
+    watches_gateways = any(r.condition == "gateway_offline" for r in config.alerts)
     with admin.transaction():
+        gateways = network_gateways(admin) if watches_gateways else []
         if now is None:
             row = admin.execute("SELECT now()").fetchone()
             assert row is not None
             now = row[0]
         admin.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(m.owner)))
-        return evaluate(admin, m.schema, config, now, m.slug)
+        return evaluate(admin, m.schema, config, now, m.slug, gateways)

@@ -129,6 +129,14 @@ def email_text(m: Member, member_name: str, alert: dict[str, Any],
         return t.astimezone(zone).strftime("%d/%m/%Y %H:%M") if t else "?"
 
     severity = SEVERITY_FR.get(alert["severity"], alert["severity"])
+    if alert.get("condition") in ("incident", "incident_deadline"):
+        # An incident's alert (hypervision.syndicate.incidents): no device, a legal clock.
+        incident = alert["rule"].removeprefix("incident:")
+        return (f"[Hypervision] {severity} : incident n°{incident} — {alert['dev_eui']}",
+                "\n".join([alert["message"], "", f"Membre : {member_name}",
+                           f"Dossier : hypervision incidents show {incident}",
+                           f"Brouillons : hypervision incidents drafts {incident}", "",
+                           "Ce message est envoyé une seule fois par échéance."]))
     device = alert.get("device_name") or alert["dev_eui"]
     subject = f"[Hypervision] {severity} : {alert['rule']} — {device}"
     body = "\n".join([

@@ -5,7 +5,7 @@ A rule watches one condition on the member's devices and says who to tell:
 
     - name: co2-salles
       metric: air.co2
-      condition: above        # above | below | silent | leak
+      condition: above        # above | below | silent | leak | gateway_offline
       threshold: 1500
       duration: 15m           # the condition must hold this long before an alert opens
       severity: warning       # info | warning | critical
@@ -17,7 +17,10 @@ A rule watches one condition on the member's devices and says who to tell:
 `silent` opens when a device has sent nothing for `duration` (or, without a duration,
 for the member's `health.silent_factor` times its model's usual interval); `leak` opens
 when a water meter's night flow has not fallen to zero for `threshold` nights in a row
-(default: the member's `water.leak_nights`).
+(default: the member's `water.leak_nights`); `gateway_offline`, for the syndicate's
+operators only, opens when a gateway of the network (as ChirpStack lists it) is offline
+or has not been seen for `duration` (default: the member's
+`health.gateway_silent_minutes`).
 
 This module imports nothing from `hypervision` (the tenant spec imports it, not the other
 way round).
@@ -43,7 +46,7 @@ from pydantic import (
 
 from ingest.decode.metrics import METRICS
 
-Condition = Literal["above", "below", "silent", "leak"]
+Condition = Literal["above", "below", "silent", "leak", "gateway_offline"]
 Severity = Literal["info", "warning", "critical"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -125,6 +128,9 @@ class AlertRule(_Strict):
                 raise ValueError("a leak threshold is a number of nights (1 or more)")
         elif self.metric is not None:
             raise ValueError(f"condition {self.condition!r} takes no metric")
+        if self.condition == "gateway_offline" and (self.devices or self.buildings):
+            raise ValueError("condition 'gateway_offline' watches every gateway of the network:"
+                             " it takes no devices nor buildings")
         return self
 
 

@@ -131,6 +131,13 @@ class WaterSettings(_Strict):
     abnormal_sigmas: float = Field(default=3.0, gt=0)
 
 
+class Depot(_Strict):
+    """Where collection rounds start and end."""
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
 class WasteSettings(_Strict):
     """Waste containers: when to empty, what a collection looks like, collection rounds."""
 
@@ -143,6 +150,13 @@ class WasteSettings(_Strict):
         default_factory=lambda: list(WEEKDAYS[:5]), description="weekdays with a round"
     )
     rate_days: int = Field(default=7, ge=1, description="readings used for the fill rate")
+    depot: Depot | None = Field(
+        default=None, description="start and end of the rounds; none: no round is planned")
+    road_distances: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.csv$",
+        description="CSV of road distances (from;to;metres, ids `depot` or DevEUIs), a path"
+                    " relative to the tenants directory; other legs are straight lines",
+    )
 
 
 class AirSettings(_Strict):

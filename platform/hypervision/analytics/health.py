@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import SupportsFloat
 
 import psycopg
 from psycopg import sql
@@ -33,7 +34,8 @@ BATTERY = "battery.level"
 def recompute_gateways(
     conn: psycopg.Connection, schema: str, since: dt.datetime, until: dt.datetime
 ) -> int:
-    """Rewrite gateway_hourly for the hours from `since` (floored) to `until`."""
+    """Rewrite gateway_hourly for the hours from `since` (floored) to `until`, with the
+    time each gateway last heard an uplink in each hour."""
     s = sql.Identifier(schema)
     params = {"a": floor_hour(since), "b": until}
     conn.execute(
@@ -44,8 +46,9 @@ def recompute_gateways(
     return conn.execute(
         sql.SQL(
             """
-            INSERT INTO {s}.gateway_hourly (bucket, gateway_id, uplinks, devices)
-            SELECT time_bucket('1 hour', u.time), g, count(*), count(DISTINCT u.dev_eui)
+            INSERT INTO {s}.gateway_hourly (bucket, gateway_id, uplinks, devices, last_heard)
+            SELECT time_bucket('1 hour', u.time), g, count(*), count(DISTINCT u.dev_eui),
+                   max(u.time)
             FROM {s}.uplinks u CROSS JOIN LATERAL unnest(u.gateways) AS g
             WHERE u.time >= %(a)s AND u.time < %(b)s
             GROUP BY 1, 2
@@ -136,8 +139,8 @@ def devices(
     return out
 
 
-def _f(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
+def _f(value: SupportsFloat | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def silent_devices(
@@ -205,4 +208,51 @@ def gateways(
             last_heard = found[0] if found else None
         silent = last_heard is None or last_heard < recent_from
         out.append(Gateway(gateway_id, last_heard, int(uplinks), int(devs), silent))
+    return out
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """A device's state at a glance (the console's lists and counts): from device_state
+    and the analytics copy of the catalogue only, no scan of the readings."""
+
+    dev_eui: str
+    last_seen: dt.datetime | None
+    battery_pct: float | None
+    rssi: int | None
+    snr: float | None
+    state: str  # "ok", "silent" (never heard, or quiet too long), "battery" (low)
+
+
+# A device missing from the analytics copy (declared since the last refresh) is silent
+# after this long.
+DEFAULT_INTERVAL_S = 8 * 3600
+
+
+def device_states(
+    conn: psycopg.Connection, schema: str, now: dt.datetime, settings: HealthSettings,
+    dev_euis: list[str] | None = None,
+) -> dict[str, DeviceState]:
+    """The state of the given devices (all of the member's when None): silent as in
+    `devices` (the model's usual interval times silent_factor), battery from the latest
+    status only."""
+    rows = conn.execute(
+        sql.SQL(
+            """
+            SELECT s.dev_eui, s.last_seen, s.battery_level, s.last_rssi, s.last_snr,
+                   coalesce(d.typical_interval_s, %(default)s)
+            FROM {s}.device_state s
+            LEFT JOIN {s}.analytics_devices d USING (dev_eui)
+            WHERE %(devs)s::text[] IS NULL OR s.dev_eui = ANY(%(devs)s)
+            """
+        ).format(s=sql.Identifier(schema)),
+        {"devs": dev_euis, "default": DEFAULT_INTERVAL_S},
+    ).fetchall()
+    out = {}
+    for dev_eui, last_seen, battery, rssi, snr, interval in rows:
+        silent = last_seen is None or (
+            (now - last_seen).total_seconds() > settings.silent_factor * interval)
+        low = battery is not None and battery < settings.battery_low_pct
+        out[dev_eui] = DeviceState(dev_eui, last_seen, _f(battery), rssi, _f(snr),
+                                   "silent" if silent else "battery" if low else "ok")
     return out

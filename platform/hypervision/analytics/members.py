@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from hypervision.analytics.config import MemberAnalytics, for_member, parse
-from hypervision.tenancy.spec import member_role
+from hypervision.roles import member_role
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,12 @@ class Device:
 
 
 def members(admin: psycopg.Connection, slug: str | None = None) -> list[Member]:
-    """Members of the catalogue (one, when `slug` is given), with their tenant spec."""
+    """Members of the catalogue (one, when `slug` is given), with their tenant spec. All
+    of them are the members on the primary: the periodic jobs reading this list (rollups,
+    alerts) do not yet follow placement (docs/scale.md, "Not built yet")."""
     rows = admin.execute(
         "SELECT slug, schema_name, spec FROM hv.members"
-        " WHERE %(slug)s::text IS NULL OR slug = %(slug)s ORDER BY slug",
+        " WHERE (%(slug)s::text IS NULL AND server IS NULL) OR slug = %(slug)s ORDER BY slug",
         {"slug": slug},
     ).fetchall()
     return [Member(r[0], r[1], r[2] or {}) for r in rows]
@@ -112,11 +114,13 @@ def sync(admin: psycopg.Connection, m: Member) -> MemberAnalytics:
                 """
                 INSERT INTO {s}.analytics_devices AS a
                     (dev_eui, name, model_id, category, data_class, building, room, address,
-                     typical_interval_s, variables, active)
+                     lat, lon, typical_interval_s, variables, active)
                 SELECT d.dev_eui, d.name, d.model_id, m.category,
                        coalesce(d.spec ->> 'data_class', 'technical'),
                        d.spec -> 'location' ->> 'building', d.spec -> 'location' ->> 'room',
                        d.spec -> 'location' ->> 'address',
+                       (d.spec -> 'location' ->> 'lat')::float8,
+                       (d.spec -> 'location' ->> 'lon')::float8,
                        coalesce((m.spec ->> 'typical_interval_s')::integer, 3600),
                        d.variables, d.active
                 FROM hv.devices d JOIN hv.device_models m ON m.id = d.model_id
@@ -125,14 +129,16 @@ def sync(admin: psycopg.Connection, m: Member) -> MemberAnalytics:
                     name = EXCLUDED.name, model_id = EXCLUDED.model_id,
                     category = EXCLUDED.category, data_class = EXCLUDED.data_class,
                     building = EXCLUDED.building, room = EXCLUDED.room,
-                    address = EXCLUDED.address, typical_interval_s = EXCLUDED.typical_interval_s,
+                    address = EXCLUDED.address, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
+                    typical_interval_s = EXCLUDED.typical_interval_s,
                     variables = EXCLUDED.variables, active = EXCLUDED.active, synced_at = now()
                 WHERE (a.name, a.model_id, a.category, a.data_class, a.building, a.room,
-                       a.address, a.typical_interval_s, a.variables, a.active)
+                       a.address, a.lat, a.lon, a.typical_interval_s, a.variables, a.active)
                    IS DISTINCT FROM
                       (EXCLUDED.name, EXCLUDED.model_id, EXCLUDED.category, EXCLUDED.data_class,
-                       EXCLUDED.building, EXCLUDED.room, EXCLUDED.address,
-                       EXCLUDED.typical_interval_s, EXCLUDED.variables, EXCLUDED.active)
+                       EXCLUDED.building, EXCLUDED.room, EXCLUDED.address, EXCLUDED.lat,
+                       EXCLUDED.lon, EXCLUDED.typical_interval_s, EXCLUDED.variables,
+                       EXCLUDED.active)
                 """
             ).format(s=s),
             {"slug": m.slug},

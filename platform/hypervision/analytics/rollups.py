@@ -22,7 +22,10 @@ member, under a per-member advisory lock, in one transaction:
 6. recompute gateway activity for the hours since the previous run (uplinks);
 7. store the new cursor. A failure rolls everything back; the next run starts again from
    the old cursor. Rows committed between steps 2 and 3 are read twice, which is
-   harmless: a recomputation is idempotent.
+   harmless: a recomputation is idempotent;
+8. plan the day's collection round again if the containers to collect, the depot or the
+   day changed (analytics.rounds; a problem there is reported in the result and leaves
+   the rest committed).
 The lag is one beat interval (HV_ROLLUP_INTERVAL) plus the run time. `backfill`
 recomputes a time range from scratch, slice by slice, for data loaded in bulk or after a
 change of settings; the first refresh of a member backfills everything it holds. What is
@@ -43,7 +46,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from hypervision.analytics import air, health, waste, water
+from hypervision.analytics import air, health, rounds, waste, water
 from hypervision.analytics.config import MemberAnalytics
 from hypervision.analytics.members import Member, devices, sync
 from hypervision.analytics.series import HOUR, Range
@@ -70,6 +73,8 @@ class RefreshResult:
     seconds: float = 0.0
     first_run: bool = False
     skipped: str | None = None  # why nothing was done (another refresh holds the lock)
+    round_planned: bool = False  # the day's collection round was planned again
+    round_error: str | None = None  # why it could not be (the rest is refreshed)
 
 
 class Busy(RuntimeError):
@@ -365,6 +370,20 @@ def _refresh_gateways(conn: psycopg.Connection, m: Member) -> int:
     return written
 
 
+def _keep_round(conn: psycopg.Connection, m: Member, config: MemberAnalytics,
+                settings: Settings, result: RefreshResult) -> None:
+    """Step 8: the day's collection round, when the member declares a depot; a problem
+    with it (a bad distance file) is reported and leaves the rest of the refresh alone."""
+    try:
+        with conn.transaction():
+            result.round_planned = rounds.keep_planned(
+                conn, m.schema, config, settings.tenants_dir, dt.datetime.now(dt.UTC))
+    except rounds.RoundError as exc:
+        result.round_error = str(exc)
+        if isinstance(exc, rounds.TooManyStops):
+            rounds.forget(conn, m.schema)  # an old round would look like today's
+
+
 def refresh(
     admin: psycopg.Connection, m: Member, settings: Settings,
     clock: Callable[[], float] = time.monotonic,
@@ -411,6 +430,7 @@ def refresh(
                     _save_state(admin, m.schema, MEASUREMENTS, snapshot=new,
                                 seconds=clock() - started, hours=result.hours,
                                 devices_=result.devices)
+                    _keep_round(admin, m, config, settings, result)
             if result.first_run:
                 # Whatever the member held before its first refresh (the snapshot saved
                 # above covers it: what commits later is read by the next refresh).
@@ -423,6 +443,7 @@ def refresh(
                 with admin.transaction():
                     _as_owner(admin, m)
                     result.derived_rows += _refresh_gateways(admin, m)
+                    _keep_round(admin, m, config, settings, result)
     except Busy as exc:
         result.skipped = str(exc)
     result.seconds = clock() - started

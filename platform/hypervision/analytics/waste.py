@@ -99,6 +99,11 @@ def recompute(
     return len(rows)
 
 
+# Below this fill rate (points a day), no forecast of when a container is full: a flat
+# level (a full container's sensor reading 98 % for days) would put it years away.
+MIN_RATE_PCT_PER_DAY = 0.1
+
+
 def fill_rate(readings: Sequence[tuple[dt.datetime, float]]) -> float | None:
     """Percentage points per day, by least squares; None with too little to go on."""
     if len(readings) < 2 or (readings[-1][0] - readings[0][0]).total_seconds() < 3600:
@@ -142,7 +147,7 @@ def _states(
     found = _levels(conn, schema, {e: (t - span, t + dt.timedelta(microseconds=1))
                                    for e, t in at.items()}, known, before=1, after=0)
     euis = list(at)
-    last_collections = dict(conn.execute(
+    last_collections: dict[str, dt.datetime] = dict(conn.execute(
         sql.SQL("SELECT r.dev_eui, max(c.time)"
                 " FROM unnest(%s::text[], %s::timestamptz[]) AS r(dev_eui, at)"
                 " JOIN {}.waste_collections c ON c.dev_eui = r.dev_eui AND c.time <= r.at"
@@ -172,7 +177,7 @@ def recompute_states(
     if not euis:
         return 0
     s = sql.Identifier(schema)
-    latest = dict(conn.execute(
+    latest: dict[str, dt.datetime | None] = dict(conn.execute(
         sql.SQL(
             """
             SELECT r.dev_eui, greatest(
@@ -231,7 +236,7 @@ def containers(
         full_at = None
         if level >= settings.full_pct:
             days, full_at = 0.0, t
-        elif rate is not None and rate > 0:
+        elif rate is not None and rate >= MIN_RATE_PCT_PER_DAY:
             days = (settings.full_pct - level) / rate
             full_at = t + dt.timedelta(days=days)
         reason = ""

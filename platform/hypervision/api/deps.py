@@ -37,7 +37,8 @@ class AppState:
 
 
 def app_state(request: Request) -> AppState:
-    return request.app.state.hv  # type: ignore[no-any-return]
+    state: AppState = request.app.state.hv
+    return state
 
 
 State = Annotated[AppState, Depends(app_state)]
@@ -141,7 +142,7 @@ ExportMember = Annotated[MemberScope, Depends(member_with("export"))]
 AdminMember = Annotated[MemberScope, Depends(member_with("admin"))]
 
 
-def _reader(scope: Callable[..., MemberScope]) -> Callable[..., Iterator[psycopg.Connection]]:
+def reader_of(scope: Callable[..., MemberScope]) -> Callable[..., Iterator[psycopg.Connection]]:
     """A dependency: a connection as the scoped member's reader role (TenantSession)."""
 
     def dependency(member: Annotated[MemberScope, Depends(scope)],
@@ -152,8 +153,8 @@ def _reader(scope: Callable[..., MemberScope]) -> Callable[..., Iterator[psycopg
     return dependency
 
 
-ReadSession = Annotated[psycopg.Connection, Depends(_reader(_read))]
-PersonalSession = Annotated[psycopg.Connection, Depends(_reader(_read_personal))]
+ReadSession = Annotated[psycopg.Connection, Depends(reader_of(_read))]
+PersonalSession = Annotated[psycopg.Connection, Depends(reader_of(_read_personal))]
 
 
 class Auditor:

@@ -27,14 +27,19 @@ from hypervision.api.routes import (
     analytics,
     audit,
     auth,
+    costs,
+    coverage,
     dead_letters,
     exports,
+    incidents,
     measurements,
     members,
+    shares,
+    superset,
     uplinks,
     usage,
 )
-from hypervision.api.security import LoginLimiter, SecurityHeaders
+from hypervision.api.security import LimiterUnavailable, LoginLimiter, SecurityHeaders
 from hypervision.settings import Settings
 
 PREFIX = "/api/v1"
@@ -55,13 +60,14 @@ def _check_database(state: AppState) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     state = AppState(settings=settings, dbs=Databases(settings),
-                     limiter=LoginLimiter(settings.api_login_attempts))
+                     limiter=LoginLimiter(settings.redis_url, settings.api_login_attempts))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         _check_database(state)
         yield
         state.dbs.close()
+        state.limiter.close()
 
     app = FastAPI(
         title="Hypervision API",
@@ -87,6 +93,11 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": "the query took too long; narrow it down"},
                             status_code=503)
 
+    @app.exception_handler(LimiterUnavailable)
+    def _no_limiter(_: Request, exc: LimiterUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": "sign-in is unavailable for a moment; retry shortly"},
+                            status_code=503, headers={"Retry-After": "5"})
+
     @app.exception_handler(accounts.AccountError)
     def _domain(_: Request, exc: accounts.AccountError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
@@ -97,13 +108,25 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok"}
 
     for module in (auth, members, measurements, analytics, alerts, uplinks, usage, audit,
-                   dead_letters, exports):
+                   dead_letters, exports, shares, costs, coverage, incidents, superset):
         app.include_router(module.router, prefix=PREFIX)
     _mount_downlinks(app)
+    # OGC SensorThings API 1.1 (read), per member: /sta/v1.1/<member>/...
+    from hypervision.sensorthings.routes import router as sensorthings
+
+    app.include_router(sensorthings)
+    # Open data and its DCAT-AP catalogue, for anyone (hypervision.sharing.opendata_routes).
+    from hypervision.sharing.opendata_routes import router as opendata_files
+
+    app.include_router(opendata_files)
     # Public pages for citizens (QR codes on devices): no token, short URLs at the root.
     from hypervision.public.pages import router as public_pages
 
     app.include_router(public_pages, include_in_schema=False)
+    # The console: the same accounts and rights, in the browser (session cookie).
+    from hypervision import console
+
+    console.mount(app)
     return app
 
 

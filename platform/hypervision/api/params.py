@@ -92,7 +92,7 @@ def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
         values = json.loads(raw)
         if not isinstance(values, list) or len(values) != len(types):
             raise ValueError("wrong shape")
-        out = []
+        out: list[Any] = []
         for value, kind in zip(values, types, strict=True):
             if kind is datetime:
                 parsed = _aware(datetime.fromisoformat(value))

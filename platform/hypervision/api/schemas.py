@@ -17,6 +17,29 @@ class Body(BaseModel):
 class LoginRequest(Body):
     email: EmailStr = Field(max_length=254)
     password: str = Field(min_length=1, max_length=1024)
+    code: str | None = Field(
+        default=None, min_length=6, max_length=32, pattern=r"^[A-Za-z0-9 -]+$",
+        description="Second factor, for an account that has one: a TOTP code or an unused"
+                    " recovery code.")
+
+
+class PasswordChange(Body):
+    current: str = Field(min_length=1, max_length=1024)
+    new: str = Field(min_length=12, max_length=1024)
+
+
+class TotpEnrolment(BaseModel):
+    secret: str = Field(description="Base32; send it back with a first code to confirm.")
+    uri: str = Field(description="otpauth:// URI, for an authenticator app's QR code.")
+
+
+class TotpConfirm(Body):
+    secret: str = Field(min_length=32, max_length=64, pattern=r"^(?:[A-Z2-7]{8})+$")
+    code: str = Field(min_length=6, max_length=8, pattern=r"^[0-9 ]+$")
+
+
+class RecoveryCodes(BaseModel):
+    recovery_codes: list[str] = Field(description="Shown once; each works once.")
 
 
 class IssuedToken(BaseModel):
@@ -41,6 +64,7 @@ class TokenInfo(BaseModel):
     rights: list[str]
     label: str
     state: Literal["active", "expired", "revoked"]
+    kind: Literal["personal", "login", "session", "superset"] = "personal"
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
@@ -54,6 +78,9 @@ class Me(BaseModel):
     rights: list[str]
     operator: bool
     token_id: int
+    second_factor: bool = Field(description="The sign-in behind this token passed one.")
+    mfa_enrolled: bool
+    mfa_required: bool
 
 
 class Member(BaseModel):
@@ -321,6 +348,30 @@ class WasteContainers(BaseModel):
     member: str
     at: datetime
     items: list[WasteContainer]
+    withheld_devices: int = Field(default=0, description=WITHHELD)
+
+
+class WasteRoundStop(BaseModel):
+    position: int = Field(description="0 and the last: the depot.")
+    dev_eui: str | None = Field(description="None for the depot.")
+    name: str
+    lat: float
+    lon: float
+    level_pct: float | None
+    leg_m: float = Field(description="From the previous stop, in metres.")
+    cumulative_m: float
+
+
+class WasteRound(BaseModel):
+    member: str
+    planned_at: datetime
+    containers: int
+    distance_m: float
+    distances: Literal["road", "straight-line"] = Field(
+        description="road when every leg came from the member's road distance file.")
+    stops: list[WasteRoundStop]
+    not_placed: list[str] = Field(
+        description="DevEUIs of containers to collect that have no coordinates.")
     withheld_devices: int = Field(default=0, description=WITHHELD)
 
 

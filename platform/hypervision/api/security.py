@@ -1,13 +1,11 @@
 """What every response carries and what protects the login: security headers, a request
-id, and a per-process limit on login attempts."""
+id, and a limit on sign-in attempts shared by every API process (Redis)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
-import threading
-import time
 import uuid
-from collections import deque
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -60,31 +58,56 @@ class SecurityHeaders:
 
 
 class LoginLimiter:
-    """At most `attempts` logins per key (client address, e-mail) within `window` seconds.
+    """At most `attempts` sign-in attempts per key (client address, e-mail, pending
+    sign-in) within `window` seconds, counted in Redis: every API process shares the
+    counters, and each key expires on its own, so flooding other keys resets nothing.
 
-    In memory, per process: enough to make password guessing slow against one API
-    process; several processes multiply the allowance, which stays small."""
+    A key is stored as a digest (no e-mail address in Redis). When Redis does not answer,
+    sign-ins are refused (503) rather than let through unlimited."""
 
-    def __init__(self, attempts: int, window: float = 300.0) -> None:
+    PREFIX = "hv:login:"
+    # Checks every key, then counts the attempt on all of them, atomically.
+    _SCRIPT = """
+    local wait = 0
+    for _, key in ipairs(KEYS) do
+      if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[1]) then
+        wait = math.max(wait, redis.call('PTTL', key))
+      end
+    end
+    if wait == 0 then
+      for _, key in ipairs(KEYS) do
+        if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ARGV[2]) end
+      end
+    end
+    return wait
+    """
+
+    def __init__(self, redis_url: str, attempts: int, window: float = 300.0) -> None:
+        import redis
+
         self.attempts = attempts
         self.window = window
-        self._seen: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=5,
+                                           socket_connect_timeout=5)
+        self._script = self._redis.register_script(self._SCRIPT)
+
+    def _key(self, key: str) -> str:
+        return self.PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
 
     def hit(self, *keys: str) -> float:
         """Count one attempt for every key; returns 0 if allowed, else seconds to wait."""
-        now = time.monotonic()
-        wait = 0.0
-        with self._lock:
-            if len(self._seen) > 100_000:  # bounded memory under a spray of addresses
-                self._seen.clear()
-            for key in keys:
-                stamps = self._seen.setdefault(key, deque())
-                while stamps and now - stamps[0] > self.window:
-                    stamps.popleft()
-                if len(stamps) >= self.attempts:
-                    wait = max(wait, self.window - (now - stamps[0]))
-            if wait == 0.0:
-                for key in keys:
-                    self._seen[key].append(now)
-        return wait
+        import redis
+
+        try:
+            wait_ms = self._script(keys=[self._key(k) for k in keys],
+                                   args=[self.attempts, int(self.window * 1000)])
+        except redis.RedisError as exc:
+            raise LimiterUnavailable(str(exc)) from None
+        return max(0.0, float(wait_ms) / 1000.0)
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+class LimiterUnavailable(RuntimeError):
+    """Redis, which keeps the sign-in counters, does not answer."""

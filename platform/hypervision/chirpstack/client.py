@@ -29,6 +29,8 @@ STUBS: dict[str, Callable[[grpc.Channel], Any]] = {
     "DeviceProfileService": api.DeviceProfileServiceStub,
     "DeviceService": api.DeviceServiceStub,
     "GatewayService": api.GatewayServiceStub,
+    "InternalService": api.InternalServiceStub,
+    "UserService": api.UserServiceStub,
 }
 # Methods safe to repeat after a deadline: they read, or set a state rather than add one.
 _IDEMPOTENT_PREFIXES = ("Get", "List", "Update", "Delete")
@@ -159,8 +161,8 @@ class ChirpStack:
             try:
                 return function(request, metadata=self._metadata, timeout=self.timeout)
             except grpc.RpcError as exc:
-                code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
-                details: str = exc.details() or ""  # type: ignore[attr-defined]
+                code: grpc.StatusCode = exc.code()
+                details: str = exc.details() or ""
                 retryable = code is grpc.StatusCode.UNAVAILABLE or (
                     code is grpc.StatusCode.DEADLINE_EXCEEDED and idempotent
                 )
@@ -195,6 +197,8 @@ class ChirpStack:
         """Every item of a List call, page by page (the request's limit and offset)."""
         offset = 0
         while True:
+            # Every List request of ChirpStack's API has these two fields; protobuf's
+            # Message type does not say so.
             request.limit = PAGE_SIZE  # type: ignore[attr-defined]
             request.offset = offset  # type: ignore[attr-defined]
             response = self.call(service, "List", request)

@@ -3,21 +3,23 @@
 A downlink is `queued` once ChirpStack accepted it (DeviceService.Enqueue returns the
 queue item id), `sent` when a `txack` event names that id (a gateway transmitted it), then,
 for confirmed downlinks, `acknowledged` or `not_acknowledged` when the `ack` event comes.
-Ingestion stores those events in the member's `device_events`; `track()` reads them and
-moves the member's `downlinks` rows forward. Events are published independently by
+One never transmitted within HV_DOWNLINK_EXPIRY seconds becomes `expired` (`expire()`, run
+by the periodic job hypervision.jobs.downlinks); a later txack still moves it to `sent`.
+Ingestion stores those events in the member's `device_events`; `track()` (ingest.downlinks,
+the pipeline's step after storing them) reads them and moves the member's `downlinks` rows
+forward. Events are published independently by
 ChirpStack, so an `ack` may be stored before its `txack`: the update does not depend on
 their order. See infra/chirpstack/README.md, "Downlinks".
 
 Every enqueue is recorded in the audit trail in the same transaction as its row. The row is
 written by the connection's own role: the API's role, which holds INSERT of exactly
 `REQUEST_COLUMNS` on each member's `downlinks` and nothing else of the schema
-(`api.db.grant_downlink_requests`, run by `tenants apply`), or the superuser for the CLI.
+(`roles.grant_downlink_requests`, run by `tenants apply`), or the superuser for the CLI.
 The members' writer roles only track downlinks (SELECT, UPDATE: tenant migration 0090).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,12 +33,12 @@ from psycopg.types.json import Jsonb
 from hypervision.accounts import Who
 from hypervision.chirpstack.client import ChirpStack, NotFound
 from hypervision.chirpstack.encoders import Encoded, encoder_for
+from hypervision.roles import DOWNLINK_REQUEST_COLUMNS
+from ingest.downlinks import track
 
-STATUSES = ("queued", "sent", "acknowledged", "not_acknowledged")
-# The columns a request sets; the others keep their defaults (status 'queued', times
-# now()) until tracking fills them. The API role may insert these and nothing more.
-REQUEST_COLUMNS = ("queue_item_id", "dev_eui", "model_id", "command", "params", "f_port",
-                   "data", "confirmed", "requested_by")
+STATUSES = ("queued", "sent", "acknowledged", "not_acknowledged", "expired")
+# The columns a request sets (the API role may insert these and nothing more).
+REQUEST_COLUMNS = DOWNLINK_REQUEST_COLUMNS
 
 
 class DownlinkError(Exception):
@@ -228,64 +230,31 @@ def list_downlinks(conn: psycopg.Connection, schema: str, dev_eui: str | None = 
 
 # Tracking from txack/ack events -------------------------------------------------------------
 
-# Open downlinks (still waiting for an event) joined to the events that name them. Events
-# are looked for from a little before the request (clocks of two machines) on the device's
-# own events, which device_events_device_idx serves.
-_TRACK = """
-WITH open AS (
-    SELECT queue_item_id, dev_eui, requested_at FROM {s}.downlinks
-    WHERE (sent_at IS NULL OR (confirmed AND acked_at IS NULL)) {only}
-), found AS (
-    SELECT o.queue_item_id,
-           min(e.time) FILTER (WHERE e.kind = 'txack') AS sent_at,
-           (array_agg(e.event->>'gatewayId' ORDER BY e.time)
-                FILTER (WHERE e.kind = 'txack'))[1] AS gateway_id,
-           max((e.event->>'fCntDown')::bigint) AS f_cnt_down,
-           min(e.time) FILTER (WHERE e.kind = 'ack') AS acked_at,
-           bool_or(coalesce((e.event->>'acknowledged')::boolean, false))
-               FILTER (WHERE e.kind = 'ack') AS acknowledged
-    FROM open o
-    JOIN {s}.device_events e
-      ON e.dev_eui = o.dev_eui
-     AND e.time >= o.requested_at - interval '10 minutes'
-     AND e.kind IN ('txack', 'ack')
-     AND e.event->>'queueItemId' = o.queue_item_id::text
-    GROUP BY o.queue_item_id
-)
-UPDATE {s}.downlinks d SET
-    status = CASE WHEN d.acked_at IS NOT NULL THEN d.status
-                  WHEN f.acked_at IS NOT NULL THEN
-                      CASE WHEN f.acknowledged THEN 'acknowledged' ELSE 'not_acknowledged' END
-                  WHEN f.sent_at IS NOT NULL THEN 'sent'
-                  ELSE d.status END,
-    sent_at = coalesce(d.sent_at, f.sent_at),
-    gateway_id = coalesce(d.gateway_id, f.gateway_id),
-    f_cnt_down = coalesce(f.f_cnt_down, d.f_cnt_down),
-    acked_at = coalesce(d.acked_at, f.acked_at),
-    updated_at = now()
-FROM found f
-WHERE d.queue_item_id = f.queue_item_id
-  AND ((f.sent_at IS NOT NULL AND d.sent_at IS NULL)
-       OR (f.acked_at IS NOT NULL AND d.acked_at IS NULL))
-"""
-
-
-def track(conn: psycopg.Connection, schema: str, dev_euis: Sequence[str] | None = None) -> int:
-    """Move a member's open downlinks forward from its stored txack/ack events; returns
-    how many changed. Idempotent. `dev_euis` limits the work to some devices (the ingest
-    hook passes the devices of the events it just stored)."""
-    only = sql.SQL("AND dev_eui = ANY(%(devs)s)") if dev_euis is not None else sql.SQL("")
-    cur = conn.execute(sql.SQL(_TRACK).format(s=sql.Identifier(schema), only=only),  # type: ignore[arg-type]
-                       {"devs": list(dev_euis or [])})
+def expire(conn: psycopg.Connection, schema: str, after_s: int) -> int:
+    """Mark `expired` the member's downlinks still `queued` (no txack) `after_s` seconds
+    after their request; returns how many. Run it after `track`, so that a txack already
+    stored wins."""
+    cur = conn.execute(
+        sql.SQL("UPDATE {}.downlinks SET status = 'expired', updated_at = now()"
+                " WHERE status = 'queued' AND sent_at IS NULL"
+                " AND requested_at < now() - make_interval(secs => %(after)s)")
+        .format(sql.Identifier(schema)),
+        {"after": after_s},
+    )
     return cur.rowcount
 
 
-def track_all(conn: psycopg.Connection) -> dict[str, int]:
-    """`track` for every member; the number of downlinks that changed, per member."""
+def track_all(conn: psycopg.Connection, expire_after_s: int | None = None) -> dict[str, int]:
+    """`track` for every member, then `expire` when `expire_after_s` is given; the number
+    of downlinks that changed, per member."""
     changed = {}
     for slug, schema in conn.execute(
-        "SELECT slug, schema_name FROM hv.members ORDER BY slug"
+        # Members on other servers: their txacks are tracked by the pipeline there; this
+        # job does not follow placement yet (docs/scale.md, "Not built yet").
+        "SELECT slug, schema_name FROM hv.members WHERE server IS NULL ORDER BY slug"
     ).fetchall():
         with conn.transaction():
             changed[slug] = track(conn, schema)
+            if expire_after_s is not None:
+                changed[slug] += expire(conn, schema, expire_after_s)
     return changed

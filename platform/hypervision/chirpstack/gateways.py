@@ -58,7 +58,8 @@ def sync(conn: psycopg.Connection, client: ChirpStack, now: datetime | None = No
     with conn.transaction():
         members = {str(t): s for s, t in conn.execute(
             "SELECT member_slug, tenant_id FROM hv.chirpstack_tenants").fetchall()}
-        known = dict(conn.execute("SELECT gateway_id, state FROM hv.gateways").fetchall())
+        known: dict[str, str] = dict(
+            conn.execute("SELECT gateway_id, state FROM hv.gateways").fetchall())
         for item in items:
             row = _row(item, members)
             previous = known.pop(row["gateway_id"], None)

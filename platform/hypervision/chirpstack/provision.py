@@ -433,10 +433,12 @@ class _MemberPlanner:
             return
         self.tenant_id = tenant.id
         self.plan.ids.tenants[slug] = tenant.id
-        record = None
+        record: Callable[[Context], None] | None = None
         if recorded_id != tenant.id:
-            def record(ctx: Context, tenant_id: str = tenant.id) -> None:
+            def record_found(ctx: Context, tenant_id: str = tenant.id) -> None:
                 ctx.record_tenant(slug, tenant_id)
+
+            record = record_found
 
         changed = differences(tenant, desired, TENANT_FIELDS)
         if changed:

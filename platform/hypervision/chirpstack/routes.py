@@ -38,6 +38,7 @@ import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Path, status
 from pydantic import BaseModel, Field
 
+from hypervision import audit
 from hypervision.accounts import Who
 from hypervision.chirpstack import downlinks
 from hypervision.chirpstack.client import ChirpStack, ChirpStackError, Unavailable
@@ -188,6 +189,11 @@ def device_downlinks(dev_eui: DevEui, actor: CurrentActor, dbs: Dbs,
     with dbs.reader(target.member_slug) as conn:
         rows = downlinks.list_downlinks(conn, target.schema, target.dev_eui,
                                         min(max(limit, 1), 500))
+    # A device's command history is read like its data: with an audit entry.
+    with dbs.control() as conn:
+        audit.record(conn, actor=actor.actor, member=target.member_slug,
+                     action="downlinks.read", target=target.dev_eui, rows=len(rows),
+                     source="api", request_id=actor.request_id, remote_addr=actor.remote_addr)
     return [DownlinkOut.of(d) for d in rows]
 
 

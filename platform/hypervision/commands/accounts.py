@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from hypervision import accounts, audit
+from hypervision import accounts, audit, mfa
 from hypervision.commands.common import console, fail, settings_or_exit
 from hypervision.db import connect_admin
 
@@ -50,10 +50,13 @@ def list_accounts(member: Annotated[str | None, typer.Option(help="Only this mem
     with connect_admin(settings) as conn:
         found = accounts.list_accounts(conn, member)
     _print_table(
-        ("email", "name", "member", "rights", "operator", "active", "from", "password"),
+        ("email", "name", "member", "rights", "operator", "active", "from", "password",
+         "second factor"),
         [(a.email, a.name, a.member_slug, ",".join(a.rights), "yes" if a.operator else "",
           "yes" if a.active else "no", "file" if a.declared else "cli",
-          "set" if a.has_password else "") for a in found])
+          "set" if a.has_password else "",
+          "enrolled" if a.mfa_enrolled else ("missing" if a.needs_mfa else ""))
+         for a in found])
 
 
 @accounts_app.command("create")
@@ -87,7 +90,21 @@ def set_password(email: str) -> None:
             accounts.set_password(conn, _who(), email, password)
     except accounts.AccountError as exc:
         raise fail(str(exc)) from None
-    console.print(f"~ password of {email.lower()} set")
+    console.print(f"~ password of {email.lower()} set (its sessions and tokens revoked)")
+
+
+@accounts_app.command("mfa-reset")
+def mfa_reset(email: str) -> None:
+    """Remove a person's second factor and recovery codes (a lost phone): their sessions
+    and tokens are revoked, and they enrol a new factor at their next sign-in."""
+    settings = settings_or_exit()
+    try:
+        with connect_admin(settings) as conn:
+            account = mfa.reset(conn, _who(), email)
+    except accounts.AccountError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"~ second factor of {account.email} removed; they enrol again at their"
+                  " next sign-in")
 
 
 @tokens_app.command("create")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -22,7 +22,7 @@ from rich.table import Table
 
 from hypervision import audit
 from hypervision.alerts import lifecycle, notify
-from hypervision.analytics import air, health, members, rollups, waste, water
+from hypervision.analytics import air, health, members, rollups, rounds, waste, water
 from hypervision.analytics.config import ConfigError, MemberAnalytics
 from hypervision.commands.common import console, fail, settings_or_exit
 from hypervision.db import connect_admin
@@ -196,7 +196,7 @@ def water_consumption(
         m = members.member(conn, member)
         zone = _config(conn, m).timezone
         rows = water.consumption(conn, m.schema, dev_eui.lower(), _when(start, zone),
-                                 _when(end, zone), by, zone)  # type: ignore[arg-type]
+                                 _when(end, zone), cast(water.Bucket, by), zone)  # checked above
         _read(conn, m.slug, "water.consumption.read", dev_eui.lower(),
               {"from": start, "to": end, "by": by}, len(rows))
     table = Table(by, "litres", "estimated")
@@ -253,6 +253,33 @@ def waste_today(
                       "" if c.days_until_full is None else f"{c.days_until_full:.1f}",
                       "above threshold" if c.reason == "level" else "full before next round")
     console.print(table)
+
+
+@waste_app.command("round")
+def waste_round(member: Member) -> None:
+    """The collection round over today's containers, from the member's depot and back
+    (analytics.waste.depot): stops in order, with the distance of each leg. Read only: the
+    refresh job keeps the dashboard's copy."""
+    settings = settings_or_exit()
+    with _admin() as conn:
+        m = members.member(conn, member)
+        config = _config(conn, m)
+        try:
+            found = rounds.plan_for(conn, m.schema, config, settings.tenants_dir, _now())
+        except rounds.RoundError as exc:
+            raise fail(str(exc)) from None
+        _read(conn, m.slug, "waste.round.read", m.schema, {}, found.containers)
+    table = Table("#", "stop", "level %", "leg (km)", "total (km)")
+    for s in found.stops:
+        label = s.place.name if s.place.id == rounds.DEPOT else f"{s.place.name} ({s.place.id})"
+        table.add_row(str(s.position), label,
+                      "" if s.place.level_pct is None else f"{s.place.level_pct:.0f}",
+                      f"{s.leg_m / 1000:.2f}", f"{s.cumulative_m / 1000:.2f}")
+    console.print(table)
+    console.print(f"= {found.containers} container(s), {found.distance_m / 1000:.1f} km,"
+                  f" {'road' if found.distances == 'road' else 'straight-line'} distances")
+    for dev_eui in found.not_placed:
+        console.print(f"! {dev_eui}: to collect, but without coordinates (location.lat/lon)")
 
 
 # air -------------------------------------------------------------------------------------
@@ -338,7 +365,8 @@ def alerts_list(
     with _admin() as conn:
         m = members.member(conn, member)
         zone = members.settings_of(conn, m.schema).timezone
-        rows = lifecycle.alerts(conn, m.schema, state, limit)  # type: ignore[arg-type]
+        # Every state was checked above.
+        rows = lifecycle.alerts(conn, m.schema, cast(list[lifecycle.State] | None, state), limit)
         _read(conn, m.slug, "alerts.read", m.schema, {"state": state or []}, len(rows))
     table = Table("id", "state", "severity", "rule", "device", "opened", "message")
     for a in rows:

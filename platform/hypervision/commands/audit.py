@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import psycopg
@@ -17,15 +18,24 @@ audit_app = typer.Typer(help="The append-only, hash-chained audit trail.", no_ar
 
 
 @audit_app.command("verify")
-def verify() -> None:
+def verify(
+    anchors: Annotated[Path | None, typer.Option(
+        help="An anchor file (each backup appends the chain's head to one): check that"
+             " every entry it names still has its hash.")] = None,
+) -> None:
     """Recompute every entry's hash and link; exit 1 if anything was tampered with.
 
-    Keep the printed head hash somewhere outside the platform: it proves later that the
-    trail up to that entry was not rewritten, even by a database superuser."""
+    Keep the printed head hash somewhere outside the platform (each backup appends it to
+    HV_AUDIT_ANCHOR_FILE): it proves later that the trail up to that entry was not
+    rewritten, even by a database superuser."""
     settings = settings_or_exit()
     try:
+        kept = audit.read_anchors(anchors) if anchors is not None else []
+    except OSError as exc:
+        raise fail(f"cannot read {anchors}: {exc}") from None
+    try:
         with connect_admin(settings) as conn:
-            result = audit.verify(conn)
+            result = audit.verify(conn, anchors=kept)
     except psycopg.OperationalError as exc:
         raise fail(f"database unreachable: {exc}") from None
     for problem in result.problems:

@@ -1,15 +1,17 @@
-"""`hypervision backup run|list|restore`: checksummed archives of the database, rotated,
-and their restore (see hypervision.backup and docs/runbook.md, "Backups and restore")."""
+"""`hypervision backup run|list|restore|keygen`: checksummed archives of the database,
+encrypted with age, rotated, and their restore (see hypervision.backup and
+docs/runbook.md, "Backups and restore")."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import psycopg
 import typer
 from rich.table import Table
 
-from hypervision import backup
+from hypervision import backup, backup_encryption
 from hypervision.commands.common import console, fail, settings_or_exit
 
 backup_app = typer.Typer(help="Backups: run, list and restore archives.", no_args_is_help=True)
@@ -27,12 +29,25 @@ def _size(count: int) -> str:
     return f"{value:.1f} GiB"
 
 
+IdentityOption = Annotated[
+    Path | None, typer.Option("--identity", help="The age private key file that opens the"
+                              " archive (default: HV_BACKUP_AGE_IDENTITY_FILE).",
+                              show_default=False)
+]
+
+
 @backup_app.command("run")
-def run(member: MemberOption = None) -> None:
+def run(
+    member: MemberOption = None,
+    unencrypted: Annotated[bool, typer.Option(
+        "--unencrypted", help="Write a plain archive, not encrypted for"
+        " HV_BACKUP_AGE_RECIPIENTS (it holds every member's data).")] = False,
+) -> None:
     """Write a new archive now (full, or one member's), then apply the rotation."""
     settings = settings_or_exit()
     try:
-        archive = backup.run_backup(settings, member=member, log=console.print)
+        archive = backup.run_backup(settings, member=member, unencrypted=unencrypted,
+                                    log=console.print)
         backup.rotate(settings, log=console.print)
     except backup.BackupError as exc:
         raise fail(str(exc)) from None
@@ -77,6 +92,7 @@ def restore(
     archive_ref: Annotated[str, typer.Argument(metavar="ARCHIVE",
                                                help="Archive name (see `list`) or path.")],
     member: MemberOption = None,
+    identity: IdentityOption = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really replace the data.")] = False,
 ) -> None:
     """Restore a whole full archive, or one member's data from any archive.
@@ -100,10 +116,12 @@ def restore(
         if not yes:
             raise fail("nothing done: add --yes to restore")
         if member is not None:
-            rows = backup.restore_member(settings, archive, member, log=console.print)
+            rows = backup.restore_member(settings, archive, member, log=console.print,
+                                         identity=identity)
             console.print(f"= member {member}: {rows} rows restored")
         else:
-            kept = backup.restore_databases(settings, archive, log=console.print)
+            kept = backup.restore_databases(settings, archive, log=console.print,
+                                            identity=identity)
             if kept:
                 console.print("= when all is well, drop the old copies: "
                               + ", ".join(f"DROP DATABASE {name};" for name in kept))
@@ -113,6 +131,29 @@ def restore(
         raise fail(str(exc)) from None
     except psycopg.OperationalError as exc:
         raise fail(f"database unreachable: {exc}") from None
+
+
+@backup_app.command("keygen")
+def keygen(
+    output: Annotated[Path, typer.Option("--output", help="Where to write the private key"
+                                         " (mode 0600); keep it off the backup volume.")],
+) -> None:
+    """Make an age key pair for the backups: the private key goes to --output, the public
+    key is printed, for HV_BACKUP_AGE_RECIPIENTS."""
+    settings = settings_or_exit()
+    root = backup.backup_dir(settings)
+    if output.expanduser().resolve().is_relative_to(root):
+        raise fail(f"{output} is inside the backup folder {root}: the archives must not"
+                   " carry their own key")
+    try:
+        public = backup_encryption.generate(output.expanduser())
+    except FileExistsError:
+        raise fail(f"{output} exists already: nothing written") from None
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc}") from None
+    console.print(f"+ private key in {output}: keep it safe and away from the backups")
+    # Plain output, never wrapped: the line is meant to be pasted into the environment.
+    typer.echo(f"HV_BACKUP_AGE_RECIPIENTS={public}")
 
 
 def register(app: typer.Typer) -> None:

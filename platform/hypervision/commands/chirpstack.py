@@ -26,10 +26,15 @@ from hypervision.chirpstack import downlinks, gateways, provision
 from hypervision.chirpstack.client import ChirpStack, ChirpStackError
 from hypervision.chirpstack.encoders import ENCODERS, EncodeError, encoder_for
 from hypervision.chirpstack.network import Network, NetworkError, load_keys, load_network
-from hypervision.commands.common import console, err_console, fail, settings_or_exit
+from hypervision.commands.common import (
+    catalogue_or_exit,
+    console,
+    err_console,
+    fail,
+    settings_or_exit,
+)
 from hypervision.db import connect_admin
 from hypervision.tenancy.spec import SpecError, TenantSpec, load_dir
-from ingest.decode import Catalogue
 
 chirpstack_app = typer.Typer(help="Members' tenants, applications, profiles, devices and"
                              " gateways in ChirpStack.", no_args_is_help=True)
@@ -90,12 +95,27 @@ def _warnings(result: provision.Plan) -> None:
         err_console.print(f"[bold yellow]![/] {warning}")
 
 
+@chirpstack_app.command("secure-admin")
+def secure_admin() -> None:
+    """Give ChirpStack's `admin` account HV_CHIRPSTACK_ADMIN_PASSWORD instead of its
+    default `admin` (idempotent: nothing to do once changed)."""
+    from hypervision.chirpstack.admin import secure_admin as run
+
+    settings = settings_or_exit()
+    try:
+        changed = run(settings)
+    except (ValueError, RuntimeError, ChirpStackError) as exc:
+        raise fail(str(exc)) from None
+    console.print("~ ChirpStack's admin password set" if changed
+                  else "= ChirpStack's admin password is not the default")
+
+
 @chirpstack_app.command("plan")
 def plan(folder: DirOption = None) -> None:
     """Show the drift between the files and ChirpStack (+ ~ - =). Changes nothing."""
     specs, network, keys = _inputs(folder)
     with _session() as (conn, client):
-        result = provision.plan(conn, client, specs, Catalogue.load(), network, keys)
+        result = provision.plan(conn, client, specs, catalogue_or_exit(), network, keys)
     for step in result.steps:
         _print(step)
     _warnings(result)
@@ -118,7 +138,7 @@ def apply(
                    " (`hypervision chirpstack plan` shows them)")
     specs, network, keys = _inputs(folder)
     with _session() as (conn, client):
-        result = provision.apply(conn, client, specs, Catalogue.load(), network, keys,
+        result = provision.apply(conn, client, specs, catalogue_or_exit(), network, keys,
                                  prune=prune, log=_print)
     _warnings(result)
     changed = [s for s in result.changes if prune or s.symbol != "-"]
@@ -240,9 +260,11 @@ def downlinks_list(
 
 @downlinks_app.command("track")
 def downlinks_track() -> None:
-    """Update every member's downlinks from the txack/ack events stored so far."""
+    """Update every member's downlinks from the txack/ack events stored so far, and mark
+    `expired` those never transmitted within HV_DOWNLINK_EXPIRY seconds."""
     with _database() as conn:
-        changed = downlinks.track_all(conn)
+        changed = downlinks.track_all(conn,
+                                      expire_after_s=settings_or_exit().downlink_expiry)
     for slug, count in changed.items():
         if count:
             console.print(f"~ {slug}: {count} downlink(s) changed state")

@@ -12,9 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from hypervision import reprocess as reprocessing
-from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.commands.common import catalogue_or_exit, console, fail, settings_or_exit
 from hypervision.db import connect_admin
-from ingest.decode import Catalogue
 
 
 def register(app: typer.Typer) -> None:
@@ -49,7 +48,7 @@ def register(app: typer.Typer) -> None:
                        TimeRemainingColumn())
             with Progress(*columns, console=console) as bar:
                 task = bar.add_task("re-decoding", total=job.total, completed=job.done)
-                job = reprocessing.run(conn, job, Catalogue.load(), who, page_size,
+                job = reprocessing.run(conn, job, catalogue_or_exit(), who, page_size,
                                        progress=lambda done, _: bar.update(task, completed=done))
         console.print(f"= run {job.id} {job.status}: {job.done} uplinks re-decoded")
 

@@ -8,7 +8,7 @@ import typer
 from hypervision import migrate
 from hypervision.commands.common import console, fail, settings_or_exit
 from hypervision.db import connect_admin
-from hypervision.tenancy.spec import member_role
+from hypervision.roles import member_role
 
 
 def run_migrations() -> int:

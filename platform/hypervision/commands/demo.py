@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from hypervision.commands.common import console, settings_or_exit
+from hypervision.commands.common import console, fail, settings_or_exit
 
 
 def register(app: typer.Typer) -> None:
@@ -14,14 +14,23 @@ def register(app: typer.Typer) -> None:
     def demo(
         rate: Annotated[float, typer.Option(help="Simulated uplinks per second.")] = 50.0,
         duration: Annotated[float | None, typer.Option(help="Stop after N seconds.")] = None,
+        history_days: Annotated[float | None, typer.Option(
+            help="Days of history to backfill first (HV_DEMO_HISTORY_DAYS, default 30).",
+            min=0, max=366)] = None,
         stop_all: Annotated[bool, typer.Option(
             "--stop-all", help="Also stop Superset and the services at the end.")] = False,
     ) -> None:
-        """Start everything, feed simulated ChirpStack events through the real pipeline and
-        show a live summary until Ctrl-C."""
+        """Start everything, backfill days of simulated history through the real pipeline,
+        then feed live ChirpStack events and show a summary until Ctrl-C."""
         from hypervision import demo as demo_job
+        from hypervision.services import ServiceError
+        from hypervision.superset import SupersetError
 
         settings = settings_or_exit()
-        final = demo_job.run(settings, rate, duration, console, stop_all=stop_all)
+        try:
+            final = demo_job.run(settings, rate, duration, console, stop_all=stop_all,
+                                 history_days=history_days)
+        except (ServiceError, SupersetError) as exc:
+            raise fail(str(exc)) from None
         if final.stored == 0:
             raise typer.Exit(code=1)

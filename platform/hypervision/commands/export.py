@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import psycopg
 import typer
@@ -26,8 +26,16 @@ from rich.progress import (
 
 from hypervision import archive, audit
 from hypervision.commands.common import console, err_console, fail, settings_or_exit
-from hypervision.db import connect_admin, connect_as
-from hypervision.export import FORMATS, KINDS, ExportError, ExportFilter, open_export
+from hypervision.db import connect_admin, connect_member
+from hypervision.export import (
+    FORMATS,
+    KINDS,
+    ExportError,
+    ExportFilter,
+    Format,
+    Kind,
+    open_export,
+)
 from hypervision.pseudonym import COARSENINGS, Pseudonymiser
 from hypervision.settings import Settings
 from hypervision.tenancy.spec import TenantSpec
@@ -120,8 +128,9 @@ def export_command(
     who = actor or audit.cli_actor()
     completed, rows, next_cursor = False, 0, None
     try:
-        with connect_as(settings, spec.role("reader")) as conn:
-            stream = open_export(conn, spec.schema, kind, fmt, flt,  # type: ignore[arg-type]
+        with connect_member(settings, spec.name) as conn:
+            # Both were checked against KINDS and FORMATS above.
+            stream = open_export(conn, spec.schema, cast(Kind, kind), cast(Format, fmt), flt,
                                  pseudonymiser, names=names, with_total=True)
             next_cursor = stream.next_cursor
             with stream, partial.open("wb") as out, _progress() as bar:

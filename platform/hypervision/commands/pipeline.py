@@ -1,18 +1,21 @@
-"""`hypervision worker`, `hypervision receive`, `hypervision simulate`: the pipeline's
-processes, each in the foreground (a supervisor or the demo runs them)."""
+"""`hypervision worker`, `hypervision receive`, `hypervision beat`, `hypervision simulate`:
+the pipeline's processes, each in the foreground (a supervisor or the demo runs them);
+`hypervision supervise` runs them under supervisord (hypervision.supervise)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from typing import Annotated
 
 import typer
 
-from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.commands.common import catalogue_or_exit, console, fail, settings_or_exit
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +31,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a Celery worker, by default on both the `ingest` and `jobs` queues."""
         settings = settings_or_exit()
-        from ingest.worker import app as celery_app
+        from hypervision.celery_app import app as celery_app
+        from hypervision.jobs import task_modules
 
+        celery_app.conf.include = task_modules()
         celery_app.worker_main([
             "worker", "-Q", queues, "-c", str(concurrency or settings.worker_concurrency),
             "--loglevel", loglevel, "-n", f"{queues.split(',')[0]}-{int(time.time())}@%h",
@@ -40,8 +45,8 @@ def register(app: typer.Typer) -> None:
     def beat(loglevel: str = "info") -> None:
         """Run Celery beat: the platform's periodic jobs (see hypervision.jobs)."""
         settings = settings_or_exit()
+        from hypervision.celery_app import app as celery_app
         from hypervision.jobs import collect_schedule
-        from ingest.worker import app as celery_app
 
         celery_app.conf.beat_schedule = collect_schedule()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +78,10 @@ def register(app: typer.Typer) -> None:
             raise fail(str(exc)) from None
         console.print(f"receiving MQTT from {settings.mqtt_host}:{settings.mqtt_port}"
                       f" ({settings.mqtt_topic})")
+        if http and settings.http_integration_token is None:
+            console.print("HTTP integration off: HV_HTTP_INTEGRATION_TOKEN is not set (it"
+                          " accepts events only from a client sending that token)")
+            http = False
         try:
             if http:
                 http_batcher = Batcher(send, settings.batch_size, settings.batch_max_wait).start()
@@ -90,6 +99,29 @@ def register(app: typer.Typer) -> None:
             mqtt_receiver.stop()
             console.print(f"receiver stopped after {mqtt_receiver.received} messages")
 
+    @app.command("supervise")
+    def supervise(
+        only: Annotated[str, typer.Option(
+            help="Comma-separated programs to run: worker, receiver, beat.")
+        ] = "worker,receiver,beat",
+    ) -> None:
+        """Run the worker, the receiver and beat under supervisord, in the foreground: a
+        process that exits or is killed is started again. Ctrl-C or SIGTERM stops them all."""
+        from hypervision import supervise as supervisor
+
+        settings = settings_or_exit()
+        programs = [name.strip() for name in only.split(",") if name.strip()]
+        try:
+            argv = supervisor.command(settings, programs)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        conf = supervisor.config_path(settings)
+        console.print(f"supervising {', '.join(programs)}; logs in {settings.data_dir / 'log'}")
+        console.print(f"status: {argv[0]} -m supervisor.supervisorctl -c {conf} status")
+        # supervisord takes this process's place, so signals reach it directly.
+        sys.stdout.flush()
+        os.execv(argv[0], argv)
+
     @app.command("simulate")
     def simulate(
         rate: Annotated[float, typer.Option(help="Uplinks per second.")] = 20.0,
@@ -100,10 +132,9 @@ def register(app: typer.Typer) -> None:
         from hypervision.demo import publish_stream
         from hypervision.simulator import Simulator
         from hypervision.tenancy.spec import load_dir
-        from ingest.decode import Catalogue
 
         settings = settings_or_exit()
-        simulator = Simulator(load_dir(settings.tenants_dir), Catalogue.load(), seed=seed)
+        simulator = Simulator(load_dir(settings.tenants_dir), catalogue_or_exit(), seed=seed)
         stop = threading.Event()
         try:
             sent = publish_stream(settings, simulator.stream(total), rate, stop)

@@ -25,6 +25,7 @@ from hypervision import audit, opendata, qr, retention
 from hypervision import register as reg
 from hypervision.commands.common import console, fail, settings_or_exit
 from hypervision.db import connect_admin
+from hypervision.export.formats import csv_safe
 from hypervision.public import labels as labels_mod
 from hypervision.public import records
 from hypervision.public.access import ensure_public_role
@@ -46,7 +47,7 @@ MemberOption = Annotated[list[str] | None, typer.Option(
 def _lang(value: str) -> Lang:
     if value not in reg.LANGS:
         raise fail(f"--lang must be one of {', '.join(reg.LANGS)}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _connect(settings: Settings) -> psycopg.Connection:
@@ -183,6 +184,12 @@ def retention_run(
         if not yes:
             raise fail("retention deletes data: add --yes (or --dry-run to see what would go)")
         runs = retention.run(conn, members=member, actor=audit.cli_actor(), source="cli")
+        if member is None:
+            unattributed, _ = retention.expire_unattributed_dead_letters(
+                conn, settings.dead_letter_retention_days, dt.datetime.now(dt.UTC),
+                actor=audit.cli_actor(), source="cli")
+            console.print(f"{'-' if unattributed else '='} dead letters of no member:"
+                          f" {unattributed} row(s) removed")
     for done in runs:
         total = sum(done.removed.values())
         console.print(f"{'-' if total else '='} {done.plan.member}: {total} row(s) removed"
@@ -200,7 +207,7 @@ def _write_aggregates(rows: list[opendata.Aggregate], output: Path | None) -> No
     writer = csv.writer(buffer)
     writer.writerow(["day", "area", "value", "devices", "suppressed"])
     for r in rows:
-        writer.writerow([r.day.isoformat(), r.area, "" if r.value is None else r.value,
+        writer.writerow([r.day.isoformat(), csv_safe(r.area), "" if r.value is None else r.value,
                          "" if r.devices is None else r.devices, str(r.suppressed).lower()])
     if output is None:
         typer.echo(buffer.getvalue(), nl=False)

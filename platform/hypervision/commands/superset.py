@@ -1,4 +1,4 @@
-"""`hypervision superset start|stop|status|apply|password`: the dashboard layer.
+"""`hypervision superset start|prepare|stop|status|apply|password`: the dashboard layer.
 
 Superset runs from its own virtualenv (infra/superset/install.sh) against the platform's
 PostgreSQL; `apply` provisions every member declared under tenants/ (run `tenants apply`
@@ -34,14 +34,28 @@ def _print(message: str) -> None:
 def start(
     foreground: bool = typer.Option(
         False, "--foreground", help="Run in the foreground (a container's main process)."),
+    prepared: bool = typer.Option(
+        False, "--prepared", help="`superset prepare` ran already: start the web server"
+        " only, without the superuser's connection."),
 ) -> None:
     """Start Superset (idempotent): metadata database, bootstrap when needed, web server."""
     settings = settings_or_exit()
     try:
-        process.start(settings, log=_print, foreground=foreground)
+        process.start(settings, log=_print, foreground=foreground, prepared=prepared)
     except ServiceError as exc:
         raise fail(str(exc)) from None
     _print(f"= Superset answers on {process.public_url(settings)}")
+
+
+@superset_app.command("prepare")
+def prepare() -> None:
+    """Create Superset's metadata database and role, and bootstrap it when needed (the
+    superuser's side of `start`; docker-compose.yml's `superset-init`)."""
+    settings = settings_or_exit()
+    try:
+        process.prepare(settings, log=_print)
+    except ServiceError as exc:
+        raise fail(str(exc)) from None
 
 
 @superset_app.command("stop")
@@ -86,15 +100,19 @@ def apply(
 
 
 @superset_app.command("password")
-def password(username: Annotated[str, typer.Argument(help="A user's e-mail address.")]) -> None:
-    """Give a Superset user a new random password, printed once."""
+def password(username: Annotated[str, typer.Argument(help="Superset's `admin`.")]) -> None:
+    """Give Superset's provisioning account (`admin`) a new random password, printed once.
+    Members' users have none: they sign in through the platform."""
     settings = settings_or_exit()
+    if username.lower() != provision.ADMIN:
+        raise fail(f"{username}: only Superset's `admin` has a password; people sign in to"
+                   " Superset through the platform (their console account)")
     new = secrets.token_urlsafe(12)
     try:
-        provision.set_password(settings, username.lower(), new)
+        provision.set_password(settings, provision.ADMIN, new)
     except SupersetError as exc:
         raise fail(str(exc)) from None
-    console.print(f"new password for {username.lower()}: {new}", markup=False)
+    console.print(f"new password for {provision.ADMIN}: {new}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,17 +9,17 @@ from typing import Annotated
 import psycopg
 import typer
 
-from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision import placement
+from hypervision.commands.common import catalogue_or_exit, console, fail, settings_or_exit
 from hypervision.db import connect_admin
 from hypervision.tenancy import apply as tenancy
 from hypervision.tenancy.spec import SpecError, TenantSpec, load_dir
-from ingest.decode import Catalogue
 
 tenants_app = typer.Typer(help="Members as code: validate, plan and apply tenants/*.yaml.",
                           no_args_is_help=True)
 DirOption = Annotated[Path | None, typer.Option("--dir", help="Folder of tenant files.")]
 
-SYMBOL_STYLE = {"+": "green", "~": "yellow", "-": "red", "=": "dim"}
+SYMBOL_STYLE = {"+": "green", "~": "yellow", "-": "red", "=": "dim", "!": "magenta"}
 
 
 def _load(folder: Path | None) -> list[TenantSpec]:
@@ -43,7 +43,7 @@ def apply_tenants(folder: Path | None = None, quiet: bool = False) -> list[tenan
     log = (lambda _: None) if quiet else console.print
     try:
         with connect_admin(settings) as conn:
-            steps = tenancy.apply(conn, specs, Catalogue.load(), settings, log=log,
+            steps = tenancy.apply(conn, specs, catalogue_or_exit(), settings, log=log,
                                   actor=f"cli:{getpass.getuser()}")
     except ValueError as exc:
         raise fail(str(exc)) from None
@@ -55,11 +55,16 @@ def apply_tenants(folder: Path | None = None, quiet: bool = False) -> list[tenan
 def validate(folder: DirOption = None) -> None:
     """Check every tenant file; print what each declares."""
     specs = _load(folder)
-    catalogue = Catalogue.load()
+    settings = settings_or_exit()
+    catalogue = catalogue_or_exit()
     for spec in specs:
         unknown = sorted({d.model for d in spec.devices} - set(catalogue.models))
         if unknown:
             raise fail(f"tenants/{spec.name}.yaml: unknown device model(s): {', '.join(unknown)}")
+        try:
+            placement.server(settings, spec.server)
+        except placement.PlacementError as exc:
+            raise fail(f"tenants/{spec.name}.yaml: server: {exc}") from None
         console.print(f"= {spec.name}: {spec.identity.name} ({spec.identity.kind}),"
                       f" {len(spec.devices)} devices, {len(spec.alerts)} alert rules")
 
@@ -71,7 +76,7 @@ def plan(folder: DirOption = None) -> None:
     settings = settings_or_exit()
     try:
         with connect_admin(settings) as conn:
-            steps = tenancy.plan(conn, specs, Catalogue.load(), settings)
+            steps = tenancy.plan(conn, specs, catalogue_or_exit(), settings)
     except ValueError as exc:
         raise fail(str(exc)) from None
     except psycopg.OperationalError as exc:
@@ -89,6 +94,44 @@ def apply(folder: DirOption = None) -> None:
         raise fail(f"database unreachable: {exc}") from None
     changed = sum(1 for s in steps if s.symbol != "=")
     console.print(f"= {changed} change(s) applied" if changed else "= nothing to change")
+
+
+@tenants_app.command("move")
+def move_member(
+    member: Annotated[str, typer.Argument(help="The member's slug.")],
+    to: Annotated[str | None, typer.Option("--to", help="The server to move it to, by its"
+                                           " name in HV_DATABASE_SERVERS_FILE.")] = None,
+    drop_old: Annotated[bool, typer.Option(
+        "--drop-old", help="Drop the copy the last move left on the former server.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="End a pause left by a move that stopped half-way.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm --drop-old.")] = False,
+) -> None:
+    """Move a member's schema to another database server: copy, pause its ingestion
+    only, catch up, verify counts, switch, resume. The old copy is kept (--drop-old)."""
+    from hypervision.tenancy import move
+
+    settings = settings_or_exit()
+    if sum((to is not None, drop_old, resume)) != 1:
+        raise fail("give one of --to SERVER, --drop-old or --resume")
+    actor = f"cli:{getpass.getuser()}"
+    try:
+        if resume:
+            move.resume(settings, member)
+            console.print(f"~ {member}: ingestion resumed")
+        elif drop_old:
+            if not yes:
+                raise fail("dropping the old copy deletes data: add --yes")
+            move.drop_old(settings, member, actor=actor, log=console.print)
+        else:
+            assert to is not None
+            result = move.move(settings, member, to, actor=actor, log=console.print)
+            console.print(f"= {member}: {sum(result.counts.values())} rows verified on"
+                          f" {result.target}, ingestion paused {result.paused_seconds:.1f}s")
+    except (move.MoveError, placement.PlacementError) as exc:
+        raise fail(str(exc)) from None
+    except psycopg.OperationalError as exc:
+        raise fail(f"database unreachable: {exc}") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -14,9 +14,13 @@ inside its member's schema:
         rows = stream.rows()            # once chunks is exhausted
 
 How it streams: one REPEATABLE READ, READ ONLY transaction; the snapshot it reads through
-becomes `next_cursor`; rows come through a server-side cursor in batches of FETCH_ROWS and
-leave as encoded chunks (export/formats.py). If the caller stops before the end, it calls
-`stream.close()` (or uses the stream as a context manager) to end the transaction.
+becomes `next_cursor`. An export that is not pseudonymised is one `COPY (SELECT …) TO
+STDOUT` whose output is the file's text, read through psycopg's Copy object and joined
+into chunks of CHUNK_BYTES (export/copying.py; Parquet: pyarrow reads COPY's CSV). A
+pseudonymised one reads rows through a server-side cursor in batches of FETCH_ROWS and
+encodes them in Python (export/formats.py). If the caller stops before the end, it calls
+`stream.close()` (or uses the stream as a context manager) to end the transaction; a
+COPY under way is then cancelled by psycopg, and the connection is ready for the next.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import itertools
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,8 +38,8 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from hypervision.export import copying, formats, query
 from hypervision.export import cursor as cursors
-from hypervision.export import formats, query
 from hypervision.pseudonym import Pseudonymiser
 from ingest.decode.metrics import METRICS
 
@@ -153,6 +157,12 @@ def _begin(conn: psycopg.Connection, stack: ExitStack) -> None:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         # Times then load as UTC datetimes, which format without a conversion.
         conn.execute("SET LOCAL TimeZone = 'UTC'")
+        # What the server's text output depends on (export/copying.py): ISO dates,
+        # floats in their shortest exact form; no JIT compiling for expressions that are
+        # function calls anyway.
+        conn.execute("SELECT set_config('DateStyle', 'ISO', true),"
+                     " set_config('extra_float_digits', '1', true),"
+                     " set_config('jit', 'off', true)")
         return
     if status == TransactionStatus.INTRANS:
         row = conn.execute("SHOW transaction_isolation").fetchone()
@@ -175,11 +185,13 @@ def open_export(
     *,
     names: Mapping[str, str] | None = None,
     with_total: bool = False,
+    server_side: bool = True,
 ) -> ExportStream:
     """Start an export; raises ExportError for a bad filter or cursor (before any byte).
 
     `names` maps DevEUIs to device names (default: `device_names`); `with_total` counts
-    the rows first (one more scan, for progress bars).
+    the rows first (one more scan, for progress bars). `server_side=False` encodes every
+    export in Python, as pseudonymised ones are (the tests compare both).
     """
     if not _SCHEMA.match(schema):
         raise ValueError(f"not a member schema: {schema!r}")
@@ -201,6 +213,8 @@ def open_export(
 
     stack = ExitStack()
     try:
+        # COPY's texts need the settings _begin makes in a transaction of its own.
+        by_copy = server_side and conn.info.transaction_status == TransactionStatus.IDLE
         _begin(conn, stack)
         row = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
         assert row is not None
@@ -216,8 +230,13 @@ def open_export(
         if with_total:
             count = conn.execute(p.count, p.params).fetchone()
             total = int(count[0]) if count else 0
-        cur = conn.cursor(name=f"hv_export_{next(_CURSOR_IDS)}", binary=True)
-        cur.execute(p.query, p.params)
+        copy = p.copy if by_copy else None
+        cur: psycopg.Cursor[Any] | psycopg.ServerCursor[Any]
+        if copy is None:
+            cur = conn.cursor(name=f"hv_export_{next(_CURSOR_IDS)}", binary=True)
+            cur.execute(p.query, p.params)
+        else:
+            cur = conn.cursor()
     except BaseException:
         stack.__exit__(*sys.exc_info())
         raise
@@ -225,7 +244,7 @@ def open_export(
     counter = [0]
     closed = [False]
 
-    def close(exc: tuple[Any, Any, Any] = (None, None, None)) -> None:
+    def finish(exc: tuple[Any, Any, Any] = (None, None, None)) -> None:
         if closed[0]:
             return
         closed[0] = True
@@ -235,22 +254,57 @@ def open_export(
         finally:
             stack.__exit__(*exc)
 
-    def chunks() -> Iterator[bytes]:
+    def encoded() -> Iterator[bytes]:
         enc = formats.encoder(fmt, p.columns, raw_lines=p.raw_lines)
         shape = p.shape
+        while batch := cur.fetchmany(FETCH_ROWS):
+            rows = [shape(r) for r in batch]
+            counter[0] += len(rows)
+            yield from enc.feed(rows)
+        yield from enc.finish()
+
+    def copied(statement: sql.Composed) -> Iterator[bytes]:
+        # psycopg's Copy is in charge: its block holds the connection's lock while the
+        # COPY runs and, left early (close() throws GeneratorExit in here), cancels the
+        # COPY and reads what the server still sends.
+        with cur.copy(statement, p.params) as copy:
+            rows = iter(copy)
+            if fmt == "parquet":
+                def add(n: int) -> None:
+                    counter[0] += n
+
+                yield from copying.parquet_from_csv(
+                    copying.joined(rows, formats.CHUNK_BYTES), p.columns, add)
+            else:
+                if p.raw_lines:
+                    rows = copying.event_lines(rows)
+                for chunk in copying.joined(rows, formats.CHUNK_BYTES):
+                    counter[0] += chunk.count(b"\n")
+                    yield chunk
+                if fmt == "csv":
+                    counter[0] -= 1  # the header line
+        if cur.rowcount >= 0:
+            counter[0] = cur.rowcount
+
+    def chunks() -> Generator[bytes, None, None]:
         try:
-            while batch := cur.fetchmany(FETCH_ROWS):
-                rows = [shape(r) for r in batch]
-                counter[0] += len(rows)
-                yield from enc.feed(rows)
-            yield from enc.finish()
+            yield from (encoded() if copy is None else copied(copy))
         except BaseException:
-            close(sys.exc_info())
+            finish(sys.exc_info())
             raise
-        close()
+        finish()
+
+    generator: Generator[bytes, None, None] = chunks()
+
+    def close() -> None:
+        # First the generator, which leaves a COPY block it is suspended in (the block
+        # holds the connection's lock, which ending the transaction needs), then the
+        # transaction if the generator never started.
+        generator.close()
+        finish()
 
     return ExportStream(
-        chunks=chunks(),
+        chunks=generator,
         media_type=formats.MEDIA_TYPES[fmt],
         next_cursor=cursors.encode(snapshot),
         rows=lambda: counter[0],

@@ -65,7 +65,21 @@ def _iso_repeating() -> Any:
     return fmt
 
 
-def _text_formatter(kind: ColumnKind) -> Any:
+# A spreadsheet reads a cell starting with one of these as a formula (CSV injection):
+# such a cell is written with a leading apostrophe, which spreadsheets show as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell made inert for spreadsheets; numbers and other values unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _csv_formatter(kind: ColumnKind) -> Any:
+    if kind == "text":
+        return csv_safe
     if kind == "time":
         return _iso_repeating()
     if kind == "bool":
@@ -98,14 +112,15 @@ class _TextEncoder(Encoder):
 
 
 class CsvEncoder(_TextEncoder):
-    """RFC 4180 CSV with a header line; empty field for NULL, `true`/`false` for booleans."""
+    """RFC 4180 CSV with a header line; empty field for NULL, `true`/`false` for booleans,
+    text cells that a spreadsheet would run as a formula prefixed with `'` (csv_safe)."""
 
     def __init__(self, columns: Sequence[Column]) -> None:
         super().__init__()
         self.writer = csv.writer(self.buffer, lineterminator="\n")
         self.writer.writerow([c.name for c in columns])
         self.formats = [(i, f) for i, c in enumerate(columns)
-                        if (f := _text_formatter(c.kind)) is not None]
+                        if (f := _csv_formatter(c.kind)) is not None]
 
     def feed(self, rows: Sequence[Sequence[Any]]) -> Iterator[bytes]:
         if self.formats:

@@ -6,6 +6,10 @@
   `event` text), one per line; ordered by time.
 - `uplinks` as CSV or Parquet: the flat columns of UPLINK_COLUMNS; ordered by time.
 
+An export that is not pseudonymised also gets `Plan.copy`, the same rows as one
+`COPY (SELECT …) TO STDOUT` whose output is already the file's text (export/copying.py);
+a pseudonymised one is shaped row by row in Python (`Plan.shape`, the Pseudonymiser).
+
 Filters become WHERE clauses composed with psycopg.sql, values always as parameters.
 The time range is half-open: start <= time < end.
 """
@@ -20,6 +24,7 @@ from typing import Any
 
 from psycopg import sql
 
+from hypervision.export import copying
 from hypervision.export.cursor import Snapshot
 from hypervision.export.formats import Column, iso
 from hypervision.pseudonym import Pseudonymiser
@@ -53,6 +58,7 @@ class Plan:
     columns: Sequence[Column]
     shape: Shaper
     raw_lines: bool = False
+    copy: sql.Composed | None = None
 
 
 def _where(
@@ -106,16 +112,29 @@ def plan(
     where, params = _where(kind, start, end, devices, metrics, since)
     table = sql.Identifier(schema, kind)
     count = sql.SQL("SELECT count(*) FROM {}{}").format(table, where)
+    copy_params = dict(params)
     if kind == "measurements":
         query = sql.SQL(
             "SELECT time, dev_eui, metric, value, unit FROM {}{} ORDER BY time, dev_eui, metric"
         ).format(table, where)
-        return Plan(query, count, params, MEASUREMENT_COLUMNS, _measurement_shaper(names, p))
+        copy = None
+        if p is None:
+            values: list[sql.Composable] = [
+                sql.SQL(c) for c in ("time", "dev_eui", "metric", "value", "unit")]
+            values.insert(2, copying.names_sql(names, copy_params))
+            copy = _copy(values, MEASUREMENT_COLUMNS, table, where, ("time", "dev_eui",
+                                                                      "metric"), fmt)
+        return _plan(query, count, params, copy_params, MEASUREMENT_COLUMNS,
+                     _measurement_shaper(names, p), copy)
     if fmt == "jsonl":
         query = sql.SQL(
             "SELECT event::text FROM {}{} ORDER BY time, deduplication_id"
         ).format(table, where)
-        return Plan(query, count, params, EVENT_COLUMNS, _event_shaper(p), raw_lines=True)
+        copy = None if p is not None else copying.copy_statement(sql.SQL(
+            "SELECT event::text FROM {} AS t{} ORDER BY t.time, t.deduplication_id"
+        ).format(table, where), fmt)
+        return _plan(query, count, params, copy_params, EVENT_COLUMNS, _event_shaper(p), copy,
+                     raw_lines=True)
     # Text conversions happen in the server, which does them faster than Python.
     query = sql.SQL(
         "SELECT time, received_at, dev_eui, deduplication_id::text, f_cnt, f_port, dr, adr,"
@@ -123,7 +142,37 @@ def plan(
         " gateway_count, nullif(array_to_string(gateways, ';'), ''), frequency,"
         " spreading_factor, codec, decode_error FROM {}{} ORDER BY time, deduplication_id"
     ).format(table, where)
-    return Plan(query, count, params, UPLINK_COLUMNS, _uplink_shaper(names, p))
+    copy = None
+    if p is None:
+        values = [sql.SQL(e) for e in (
+            "time", "received_at", "dev_eui", "deduplication_id::text", "f_cnt", "f_port",
+            "dr", "adr", "confirmed", "dev_addr", "encode(data, 'hex')", "rssi",
+            "snr::numeric::float8", "gateway_count",
+            "nullif(array_to_string(gateways, ';'), '')", "frequency", "spreading_factor",
+            "codec", "decode_error")]
+        values.insert(3, copying.names_sql(names, copy_params))
+        copy = _copy(values, UPLINK_COLUMNS, table, where, ("time", "deduplication_id"), fmt)
+    return _plan(query, count, params, copy_params, UPLINK_COLUMNS, _uplink_shaper(names, p),
+                 copy)
+
+
+def _copy(values: Sequence[sql.Composable], columns: Sequence[Column],
+          table: sql.Identifier, where: sql.Composable, order: Sequence[str],
+          fmt: str) -> sql.Composed:
+    """The COPY statement of an export: its ORDER BY names the table's columns (`t.`), not
+    the output columns of the same names (texts)."""
+    return copying.copy_statement(sql.SQL("SELECT {} FROM {} AS t{} ORDER BY {}").format(
+        copying.select_list(fmt, columns, values), table, where,
+        sql.SQL(", ").join(sql.Identifier("t", k) for k in order)), fmt)
+
+
+def _plan(query: sql.Composed, count: sql.Composed, params: dict[str, Any],
+          copy_params: dict[str, Any], columns: Sequence[Column], shape: Shaper,
+          copy: sql.Composed | None, raw_lines: bool = False) -> Plan:
+    """COPY cannot take bound parameters: psycopg binds them client-side into the
+    statement's text (values quoted by psycopg, never string-built)."""
+    return Plan(query, count, params if copy is None else copy_params, columns, shape,
+                raw_lines, copy)
 
 
 def _measurement_shaper(names: Mapping[str, str], p: Pseudonymiser | None) -> Shaper:

@@ -13,9 +13,9 @@ import logging
 
 from hypervision.alerts import lifecycle, notify
 from hypervision.analytics import members
+from hypervision.celery_app import app
 from hypervision.db import connect_admin
 from hypervision.settings import get_settings
-from ingest.worker import app
 
 logger = logging.getLogger(__name__)
 

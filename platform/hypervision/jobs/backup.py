@@ -17,8 +17,8 @@ import logging
 from celery.schedules import crontab
 
 from hypervision import backup
+from hypervision.celery_app import app
 from hypervision.settings import get_settings
-from ingest.worker import app
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 
+from hypervision.celery_app import app
 from hypervision.chirpstack import gateways
 from hypervision.chirpstack.client import ChirpStack
 from hypervision.db import connect_admin
 from hypervision.settings import get_settings
-from ingest.worker import app
 
 logger = logging.getLogger(__name__)
 

@@ -11,14 +11,15 @@ See platform/hypervision/public/README.md.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from celery.schedules import crontab
 
 from hypervision import retention
+from hypervision.celery_app import app
 from hypervision.db import connect_admin
 from hypervision.settings import get_settings
-from ingest.worker import app
 
 logger = logging.getLogger(__name__)
 # Key of the advisory lock held while retention runs (any constant unique to this job).
@@ -38,6 +39,11 @@ def enforce_retention(members: list[str] | None = None) -> dict[str, int]:
         try:
             runs = retention.run(conn, members=members, actor="system:retention",
                                  source="job", log=logger.info)
+            if members is None:
+                removed, _ = retention.expire_unattributed_dead_letters(
+                    conn, get_settings().dead_letter_retention_days, dt.datetime.now(dt.UTC),
+                    actor="system:retention", source="job")
+                logger.info("dead letters of no member: %d removed", removed)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     return {r.plan.member: sum(r.removed.values()) for r in runs}

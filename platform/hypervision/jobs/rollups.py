@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 
 from hypervision.analytics import members, rollups
+from hypervision.celery_app import app
 from hypervision.db import connect_admin
 from hypervision.settings import get_settings
-from ingest.worker import app
 
 logger = logging.getLogger(__name__)
 

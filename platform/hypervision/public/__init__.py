@@ -8,5 +8,5 @@
 - `access.py`: the least-privileged database role they read with.
 
 Nothing here loads anything from outside the deployment: styles are served by the
-router itself and fonts are the reader's own. See README.md beside this file (issue 7).
+router itself and fonts are the reader's own. See README.md beside this file.
 """

@@ -14,37 +14,11 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 import psycopg
-from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from hypervision.db import connect_as
+from hypervision.roles import PUBLIC_VIEWS, ensure_public_role  # noqa: F401  (role DDL)
 from hypervision.settings import Settings
-
-PUBLIC_VIEWS = ("hv.public_devices", "hv.public_members")
-
-
-def ensure_public_role(conn: psycopg.Connection, settings: Settings) -> None:
-    """Create or update the public role: login, password, and SELECT on the views only.
-
-    Idempotent; run as the superuser after the control migrations (the lead's tenancy
-    apply is the natural place; `hypervision public setup` runs it alone).
-    """
-    role = sql.Identifier(settings.public_role)
-    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
-                          (settings.public_role,)).fetchone()
-    with conn.transaction():
-        if not exists:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
-        conn.execute(sql.SQL("ALTER ROLE {} LOGIN NOINHERIT PASSWORD {}").format(
-            role, sql.Literal(settings.role_password(settings.public_role))))
-        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-            sql.Identifier(settings.pg_database), role))
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA hv TO {}").format(role))
-        for view in PUBLIC_VIEWS:
-            schema, name = view.split(".")
-            conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
-                sql.Identifier(schema, name), role))
-
 
 READ_ONLY = "-c default_transaction_read_only=on -c statement_timeout=5000"
 POOL_SIZE = 4
@@ -64,7 +38,9 @@ def public_pool(conninfo: str) -> ConnectionPool:
     requests must queue for a few connections, not open one each."""
     return ConnectionPool(conninfo, min_size=1, max_size=POOL_SIZE, timeout=POOL_TIMEOUT,
                           kwargs={"autocommit": True, "options": READ_ONLY},
-                          name="hv-public", open=True)
+                          name="hv-public", open=True,
+                          # A connection killed by a server restart is replaced, not served.
+                          check=ConnectionPool.check_connection)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fpdf import FPDF
+from fpdf.enums import WrapMode
 from markupsafe import Markup
 
 from hypervision import qr
@@ -104,14 +105,14 @@ def pdf(labels: Sequence[Label], title: str, lang: Lang = "fr") -> bytes:
             doc.multi_cell(tw, 2.7, _latin1(CALL[lang]), align="L")
             doc.set_x(tx)
             doc.set_font("helvetica", "", 5)
-            doc.multi_cell(tw, 2.4, label.url, align="L", wrapmode="CHAR")
+            doc.multi_cell(tw, 2.4, label.url, align="L", wrapmode=WrapMode.CHAR)
     return bytes(doc.output())
 
 
 def _draw_qr(doc: FPDF, url: str, x: float, y: float, size: float) -> None:
     """Dark modules as filled rectangles, one per horizontal run (quiet zone included)."""
     code = qr.make(url)
-    rows = list(code.matrix_iter(scale=1, border=4))
+    rows = [list(row) for row in code.matrix_iter(scale=1, border=4)]
     module = size / len(rows)
     doc.set_fill_color(0, 0, 0)
     for r, row in enumerate(rows):

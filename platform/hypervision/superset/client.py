@@ -7,11 +7,18 @@ How Superset 6.1 wants to be talked to:
   `GET /api/v1/security/csrf_token/`, sent as `X-CSRFToken`, together with the session
   cookie that came with it (httpx keeps it in the client's cookie jar);
 - list filters travel as rison in the `q` parameter.
+
+Only Superset's `admin` (the provisioning account) logs in with a password. A member's
+user signs in through the platform, as in a browser (`Client.through_platform`): the
+console's sign-in, then Superset's login, which the platform answers; the session cookie
+then authenticates the REST calls.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -29,12 +36,52 @@ class SupersetError(RuntimeError):
 class Client:
     """One logged-in Superset user. Use as a context manager, or call close()."""
 
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 120) -> None:
+    def __init__(self, base_url: str, username: str, password: str | None,
+                 timeout: float = 120) -> None:
         self.base_url = base_url.rstrip("/")
         self.username = username
         self.http = httpx.Client(base_url=self.base_url, timeout=timeout)
         self._csrf: str | None = None
-        self.login(password)
+        if password is not None:
+            self.login(password)
+
+    @classmethod
+    def through_platform(cls, base_url: str, platform_url: str, email: str, password: str,
+                         code: Callable[[], str] | None = None,
+                         timeout: float = 120) -> Client:
+        """A member's user signed in as in a browser: the console's sign-in form (and
+        its second factor, `code()`, when the account has one), then Superset's login,
+        which goes to the platform and back with a code."""
+        client = cls(base_url, email, None, timeout)
+        try:
+            client._platform_sign_in(platform_url.rstrip("/"), email, password, code)
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _platform_sign_in(self, platform: str, email: str, password: str,
+                          code: Callable[[], str] | None) -> None:
+        try:
+            page = self.http.get(f"{platform}/console/login")
+            answer = self.http.post(f"{platform}/console/login", data={
+                "csrf": _csrf_field(page.text), "email": email, "password": password,
+                "next": "/console/"})
+            if answer.status_code == 303 and "/console/login/code" in answer.headers[
+                    "location"] and code is not None:
+                step = self.http.get(f"{platform}{answer.headers['location']}")
+                answer = self.http.post(f"{platform}/console/login/code", data={
+                    "csrf": _csrf_field(step.text), "code": code(), "next": "/console/"})
+            if answer.status_code != 303 or answer.headers["location"] != "/console/":
+                raise SupersetError(f"the platform refused the sign-in of {email!r}"
+                                    f" ({answer.status_code})", answer.status_code)
+            landed = self.http.get("/login/", follow_redirects=True)
+        except httpx.HTTPError as exc:
+            raise SupersetError(f"sign-in through the platform failed: {exc}") from exc
+        me = self.http.get("/api/v1/me/")
+        if me.status_code != 200:
+            raise SupersetError(f"Superset did not sign {email!r} in (ended at {landed.url},"
+                                f" {landed.status_code})", me.status_code)
 
     def __enter__(self) -> Client:
         return self
@@ -63,7 +110,17 @@ class Client:
 
     def _csrf_token(self) -> str:
         if self._csrf is None:
-            self._csrf = self.request("GET", "/api/v1/security/csrf_token/")["result"]
+            response = self.response("GET", "/api/v1/security/csrf_token/")
+            if response.status_code >= 400:
+                raise SupersetError(f"GET csrf_token: {response.status_code} "
+                                    f"{_message(response)}", response.status_code)
+            self._csrf = response.json()["result"]
+            # Behind the TLS proxy Superset marks its session cookie `Secure`
+            # (HV_SUPERSET_BEHIND_TLS), but the platform reaches it in plain HTTP on the
+            # internal network: kept as a plain cookie, the session that holds the CSRF
+            # token goes back with the writes (otherwise "CSRF session token is missing").
+            for name, value in response.cookies.items():
+                self.http.cookies.set(name, value)
         return self._csrf
 
     # Requests ---------------------------------------------------------------------------
@@ -129,6 +186,13 @@ class Client:
             form["passwords"] = json.dumps(passwords)
         self.request("POST", f"/api/v1/{resource}/import/", data=form,
                      files={"formData": ("bundle.zip", bundle, "application/zip")})
+
+
+def _csrf_field(html: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', html)
+    if found is None:
+        raise SupersetError("the platform's sign-in page has no form")
+    return found.group(1)
 
 
 def _message(response: httpx.Response) -> str:

@@ -1,15 +1,23 @@
-"""The end of `hypervision demo`: Superset started, members provisioned, and a login that
-shows one member's dashboards with the demo's data."""
+"""The end of `hypervision demo`: Superset started, members provisioned, and a platform
+account that shows one member's dashboards with the demo's data.
+
+People sign in to Superset through the platform (hypervision.superset.signin): the demo's
+account is a platform account of that member, read only, whose password signs in at the
+console; Superset then lets it in without a password of its own.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from hypervision import accounts
+from hypervision.db import connect_admin
 from hypervision.settings import Settings
 from hypervision.superset import process, provision
 from hypervision.tenancy.spec import TenantSpec, load_dir
 
-DEMO_USER = "demo"
+DEMO_USER = "demo@hypervision.invalid"
+DEMO_WHO = accounts.Who("system:demo")
 
 
 def demo_password(settings: Settings) -> str:
@@ -24,8 +32,9 @@ def _demo_member(specs: list[TenantSpec]) -> TenantSpec:
 
 def demo_login(settings: Settings, member: str | None = None,
                log: Callable[[str], None] = lambda _: None) -> tuple[str, str, str]:
-    """Start Superset, provision every member, and create (or reset) the `demo` account of
-    one member. Returns (address, username, password). The members must be applied."""
+    """Start Superset, provision every member, and create (or reset) the demo's platform
+    account in one member, reading only. Returns (Superset's address, e-mail, password).
+    The members must be applied."""
     specs = load_dir(settings.tenants_dir)
     if not specs:
         raise ValueError(f"no members in {settings.tenants_dir}")
@@ -35,9 +44,9 @@ def demo_login(settings: Settings, member: str | None = None,
     process.start(settings, log=log)
     provision.apply(settings, specs, log=log)
     password = demo_password(settings)
-    with provision.admin_client(settings) as client:
-        roles = [provision.role_id(client, provision.GAMMA),
-                 provision.role_id(client, provision.member_role_name(chosen.name))]
-        provision.ensure_user(client, DEMO_USER, "demo@hypervision.invalid",
-                              f"Démo {chosen.identity.name}", roles, password=password)
+    with connect_admin(settings) as conn:
+        accounts.upsert_account(conn, DEMO_WHO, email=DEMO_USER,
+                                name=f"Démo {chosen.identity.name}", member=chosen.name,
+                                rights=["read"])
+        accounts.set_password(conn, DEMO_WHO, DEMO_USER, password)
     return process.public_url(settings), DEMO_USER, password

@@ -5,7 +5,7 @@ configured by infra/superset/superset_config.py from environment variables set h
 platform talks to it over HTTP only. A start:
 
 1. creates Superset's metadata database and its login role in the platform's PostgreSQL
-   (the role's password derives from HV_SECRET_KEY, like every platform role);
+   (the role has its own random password, hypervision.role_secrets);
 2. prepares that database (infra/superset/bootstrap.py: schema migrations, built-in roles,
    the admin account) when Superset's version, the admin password or the database changed
    since the last start: a stamp under data_dir/superset says what was done;
@@ -34,6 +34,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from hypervision import role_secrets, roles
 from hypervision.db import connect_admin
 from hypervision.services import ServiceError
 from hypervision.settings import REPO_ROOT, Settings
@@ -60,8 +61,13 @@ def _quiet(message: str) -> None:
 
 def derive(settings: Settings, label: str) -> str:
     """A secret derived from HV_SECRET_KEY for one Superset purpose (never stored)."""
-    key = settings.secret_key.get_secret_value().encode()
-    return hmac.new(key, f"superset:{label}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(settings.key(), f"superset:{label}".encode(), hashlib.sha256).hexdigest()
+
+
+def secret_key(settings: Settings) -> str:
+    if settings.superset_secret_key is not None:
+        return settings.superset_secret_key.get_secret_value()
+    return derive(settings, "secret-key")
 
 
 def admin_password(settings: Settings) -> str:
@@ -115,9 +121,19 @@ def environment(settings: Settings) -> dict[str, str]:
     env.update({
         "SUPERSET_CONFIG_PATH": str(CONFIG_FILE),
         "SUPERSET_HOME": str(_home(settings)),
-        "HV_SUPERSET_SECRET_KEY": derive(settings, "secret-key"),
+        "HV_SUPERSET_SECRET_KEY": secret_key(settings),
         "HV_SUPERSET_DATABASE_URI": metadata_uri(settings),
+        # Reached over https: Secure session cookie, the proxy's headers trusted.
+        "HV_SUPERSET_BEHIND_TLS": "1" if public_url(settings).startswith("https://") else "0",
         "PYTHONUNBUFFERED": "1",
+    })
+    # People sign in through the platform (hypervision.superset.signin).
+    from hypervision.superset import signin
+
+    env.update({
+        "HV_SUPERSET_PLATFORM_URL": signin.platform_url(settings),
+        "HV_SUPERSET_PLATFORM_PUBLIC_URL": signin.platform_public_url(settings),
+        "HV_SUPERSET_OAUTH_SECRET": signin.client_secret(settings),
     })
     return env
 
@@ -130,17 +146,16 @@ def ensure_metadata_database(settings: Settings, log: Log = _quiet) -> None:
     role = settings.superset_db_role
     name = settings.superset_database
     with connect_admin(settings) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+        if not roles.role_exists(conn, role):
             log(f"+ creating role {role}")
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(settings.role_password(role))))
+        roles.ensure_superset_role(conn, settings)
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if found is None:
             log(f"+ creating database {name}")
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(name), sql.Identifier(role)))
         conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+    role_secrets.publish(settings)
 
 
 def _metadata_revision(settings: Settings) -> str | None:
@@ -264,11 +279,28 @@ def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.5) 
     return True
 
 
-def start(settings: Settings, log: Log = _quiet, foreground: bool = False) -> None:
+def prepare(settings: Settings, log: Log = _quiet) -> None:
+    """Steps 1 and 2 (the superuser's side): the metadata database, its role and the
+    bootstrap. docker-compose.yml runs them in the one-shot `superset-init` container,
+    so that the web server's container needs neither the superuser nor HV_SECRET_KEY."""
+    _require_installed(settings)
+    home = _home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    log_file(settings).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_metadata_database(settings, log)
+    except psycopg.OperationalError as exc:
+        raise ServiceError(f"Superset needs PostgreSQL, which does not answer: {exc}") from exc
+    bootstrap(settings, log)
+
+
+def start(settings: Settings, log: Log = _quiet, foreground: bool = False,
+          prepared: bool = False) -> None:
     """Start Superset (idempotent) and wait until it answers. PostgreSQL must be running.
 
     With `foreground`, gunicorn replaces this process instead (a container's main
-    process), logging to standard output."""
+    process), logging to standard output. With `prepared`, `prepare` already ran
+    elsewhere: nothing here connects as the superuser."""
     address = f"{settings.superset_host}:{settings.superset_port}"
     running = pid(settings)
     if running is not None:
@@ -285,11 +317,8 @@ def start(settings: Settings, log: Log = _quiet, foreground: bool = False) -> No
     home.mkdir(parents=True, exist_ok=True)
     logfile = log_file(settings)
     logfile.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        ensure_metadata_database(settings, log)
-    except psycopg.OperationalError as exc:
-        raise ServiceError(f"Superset needs PostgreSQL, which does not answer: {exc}") from exc
-    bootstrap(settings, log)
+    if not prepared:
+        prepare(settings, log)
     log(f"+ starting Superset on {address} (log: {logfile})")
     pidfile = _pidfile(settings)
     pidfile.unlink(missing_ok=True)

@@ -10,8 +10,10 @@ For each member, idempotently:
    own import endpoint with overwrite, so a changed template updates charts and datasets
    too), published and restricted to the member's role (dashboard RBAC);
 4. its named users (tenant file, `users:`): Superset accounts with the roles `Gamma` and
-   `hv_member_<slug>`, plus `hv_operator` for the syndicate's own users; users that were
-   provisioned and are no longer declared are deactivated, never deleted;
+   `hv_member_<slug>`, plus `hv_operator` for the syndicate's users flagged `operator`,
+   and no password anyone knows (they sign in through the platform, which sets their
+   roles again at each sign-in); users that were provisioned and are no longer declared
+   are deactivated, never deleted;
 5. objects a template no longer produces are deleted from Superset (hv.superset_objects
    records what each apply made).
 
@@ -28,9 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from hypervision import roles
 from hypervision.db import connect_admin
+from hypervision.roles import OPERATOR_READER, member_role
 from hypervision.settings import Settings
 from hypervision.superset import process
 from hypervision.superset.bundle import (
@@ -43,15 +46,15 @@ from hypervision.superset.bundle import (
 )
 from hypervision.superset.client import Client, SupersetError
 from hypervision.superset.templates import DashboardTemplate, TemplateSet, load
-from hypervision.tenancy.spec import TenantSpec, member_role
+from hypervision.tenancy.spec import TenantSpec, User
 
 Log = Callable[[str], None]
 
 GAMMA = "Gamma"
 PUBLIC = "Public"
 OPERATOR = "operator"
+ADMIN = "admin"
 OPERATOR_ROLE = "hv_operator"
-OPERATOR_READER = "hv_operator_reader"
 OPERATOR_SCHEMA = "hv_operator"
 
 
@@ -65,7 +68,7 @@ def database_name(slug: str) -> str:
 
 
 def admin_client(settings: Settings) -> Client:
-    return Client(process.url(settings), "admin", process.admin_password(settings))
+    return Client(process.url(settings), ADMIN, process.admin_password(settings))
 
 
 @dataclass(frozen=True)
@@ -286,7 +289,8 @@ def _split_name(name: str) -> tuple[str, str]:
 def ensure_user(client: Client, username: str, email: str, name: str, role_ids: list[int],
                 password: str | None = None, active: bool = True) -> int:
     """Create or update a Superset account. A new account without a given password gets a
-    random one nobody knows (set one with `hypervision superset password`)."""
+    random one nobody knows: people sign in through the platform, never with a Superset
+    password (hypervision.superset.signin); only the provisioning `admin` has one."""
     first, last = _split_name(name)
     body: dict[str, Any] = {"first_name": first, "last_name": last, "email": email,
                             "roles": sorted(set(role_ids)), "active": active}
@@ -302,6 +306,8 @@ def ensure_user(client: Client, username: str, email: str, name: str, role_ids: 
 
 
 def set_password(settings: Settings, username: str, password: str) -> None:
+    """A new password for a Superset account: the provisioning `admin` only has one
+    (infra/superset/platform_auth.py refuses every other account's password)."""
     with admin_client(settings) as client:
         found = _one(client, "security/users", username=username)
         if found is None:
@@ -309,15 +315,25 @@ def set_password(settings: Settings, username: str, password: str) -> None:
         client.put(f"/api/v1/security/users/{found['id']}", {"password": password})
 
 
+def user_roles(spec: TenantSpec, user: User, role_ids: list[int],
+               operator_role: int) -> list[int]:
+    """A declared user's Superset roles: the member's, plus the operator's view for the
+    syndicate's users flagged `operator: true` only (not every user of the syndicate)."""
+    if spec.identity.kind == "syndicate" and user.operator:
+        return [*role_ids, operator_role]
+    return list(role_ids)
+
+
 def _apply_users(client: Client, conn: psycopg.Connection, spec: TenantSpec,
-                 role_ids: list[int], log: Log) -> list[str]:
+                 role_ids: list[int], operator_role: int, log: Log) -> list[str]:
     """The member's declared users, active unless the member is suspended; the ones no
     longer declared are deactivated."""
     key = f"users:{spec.name}"
     declared = []
     for user in spec.users:
         username = str(user.email).lower()
-        ensure_user(client, username, username, user.name, role_ids, active=not spec.suspended)
+        ensure_user(client, username, username, user.name,
+                    user_roles(spec, user, role_ids, operator_role), active=not spec.suspended)
         declared.append(username)
     previous = {name for _, name in _recorded_users(conn, key)}
     for username in sorted(previous - set(declared)):
@@ -342,10 +358,7 @@ def _recorded_users(conn: psycopg.Connection, key: str) -> list[tuple[str, str]]
 
 
 def _ensure_operator_login(conn: psycopg.Connection, settings: Settings) -> None:
-    """hv_operator_reader (created by the control migration) may log in, with a password
-    derived from HV_SECRET_KEY like every platform role."""
-    conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
-        sql.Identifier(OPERATOR_READER), sql.Literal(settings.role_password(OPERATOR_READER))))
+    roles.ensure_operator_login(conn, settings)
 
 
 def member_target(settings: Settings, spec: TenantSpec) -> Target:
@@ -397,9 +410,7 @@ def apply(settings: Settings, specs: Sequence[TenantSpec], log: Log = print,
                 client, conn, target, templates, template_set,
                 settings.role_password(target.login_role), [role], dashboard_ids, log, force)
             _grant_database(client, role, target.database_name)
-            user_roles = [gamma, role] + (
-                [operator_role] if spec.identity.kind == "syndicate" else [])
-            users = _apply_users(client, conn, spec, user_roles, log)
+            users = _apply_users(client, conn, spec, [gamma, role], operator_role, log)
             log(f"= {spec.name}: {len(dashboards)} dashboards ({', '.join(dashboards)}),"
                 f" {len(users)} users")
             results.append(Applied(spec.name, dashboards, users, deleted))

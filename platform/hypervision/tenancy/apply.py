@@ -5,13 +5,14 @@
 is idempotent, so applying twice changes nothing the second time. Removing a device or a
 member from the files deactivates it; data is never deleted here.
 
-Roles per member (see BRIEF.md, "Tenancy"):
+Roles per member (named and granted by hypervision.roles; docs/architecture.md, "Tenancy"):
 - `<slug>_owner` (no login) owns the schema and its tables;
 - `<slug>_writer` (no login) may insert raw uplinks and measurements and track downlinks;
   the platform's ingest login role is a member of every writer role and switches with
   SET ROLE;
-- `<slug>_reader` (login, password derived from HV_SECRET_KEY) reads the member's tables
-  only: dashboards and exports connect with it, so isolation holds in the database.
+- `<slug>_reader` (login, its own random password: hypervision.role_secrets) reads the
+  member's tables only: dashboards and exports connect with it, so isolation holds in
+  the database.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from hypervision import accounts, audit, migrate
-from hypervision.api.db import ensure_api_role, grant_alert_changes, grant_downlink_requests
-from hypervision.public.access import ensure_public_role
+from hypervision import accounts, audit, migrate, placement, role_secrets, roles
+from hypervision.analytics import members as analytics_members
+from hypervision.roles import ensure_api_role, ensure_public_role
+from hypervision.roles import limit_reader as limit_reader  # where it used to be
 from hypervision.settings import Settings
+from hypervision.sharing import agreements
 from hypervision.tenancy.spec import TenantSpec
 from ingest.decode import Catalogue
 
@@ -41,6 +44,8 @@ class Step:
     symbol: str
     what: str
     action: Action | None = field(default=None, repr=False)
+    # The database server the action runs on (hypervision.placement); None: the primary.
+    server: str | None = None
     # For a change of the member's declaration: the changed fields, before and after,
     # written to the audit trail with the change.
     before: dict[str, Any] | None = field(default=None, repr=False)
@@ -50,89 +55,25 @@ class Step:
         return f"{self.symbol} {self.what}"
 
 
-def _role_exists(conn: psycopg.Connection, role: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
-
-
 def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
     row = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
     return row is not None
 
 
 def _create_role(role: str, login: bool) -> Action:
-    def run(conn: psycopg.Connection) -> None:
-        if not _role_exists(conn, role):
-            conn.execute(sql.SQL("CREATE ROLE {} {}").format(
-                sql.Identifier(role), sql.SQL("LOGIN" if login else "NOLOGIN")))
-
-    return run
+    return lambda conn: roles.create_role(conn, role, login=login)
 
 
 def _set_password(role: str, password: str, inherit: bool = True) -> Action:
-    """Set a login role's password. NOINHERIT for the ingest role: it holds no member's
-    privileges until it switches to that member's writer role with SET ROLE."""
-
-    def run(conn: psycopg.Connection) -> None:
-        conn.execute(
-            sql.SQL("ALTER ROLE {} LOGIN {} PASSWORD {}").format(
-                sql.Identifier(role), sql.SQL("INHERIT" if inherit else "NOINHERIT"),
-                sql.Literal(password),
-            )
-        )
-
-    return run
+    return lambda conn: roles.set_password(conn, role, password, inherit=inherit)
 
 
 def _ingest_grants(settings: Settings) -> Action:
-    """The ingest role reads the registry and writes dead letters and outcome counters."""
-
-    def run(conn: psycopg.Connection) -> None:
-        ingest = sql.Identifier(settings.ingest_role)
-        database = sql.Identifier(settings.pg_database)
-        for statement in (
-            "REVOKE ALL ON DATABASE {db} FROM PUBLIC",
-            "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
-            "GRANT USAGE ON SCHEMA hv TO {role}",
-            "GRANT SELECT ON hv.staging_uplinks, hv.staging_measurements, hv.staging_events"
-            " TO {role}",
-            "GRANT SELECT ON hv.members, hv.devices, hv.device_models TO {role}",
-            "GRANT SELECT, INSERT ON hv.dead_letters TO {role}",
-            "GRANT USAGE ON SEQUENCE hv.dead_letters_id_seq TO {role}",
-            "GRANT SELECT, INSERT, UPDATE ON hv.ingest_outcomes TO {role}",
-        ):
-            conn.execute(sql.SQL(statement).format(db=database, role=ingest))  # type: ignore[arg-type]
-
-    return run
+    return lambda conn: roles.grant_ingest(conn, settings)
 
 
 def _member_grants(spec: TenantSpec, settings: Settings) -> Action:
-    def run(conn: psycopg.Connection) -> None:
-        ids = {
-            "schema": sql.Identifier(spec.schema),
-            "owner": sql.Identifier(spec.role("owner")),
-            "writer": sql.Identifier(spec.role("writer")),
-            "reader": sql.Identifier(spec.role("reader")),
-            "ingest": sql.Identifier(settings.ingest_role),
-            "db": sql.Identifier(settings.pg_database),
-        }
-        for statement in (
-            "GRANT CONNECT ON DATABASE {db} TO {reader}",
-            "GRANT USAGE ON SCHEMA {schema} TO {writer}, {reader}",
-            "GRANT SELECT, INSERT ON {schema}.uplinks, {schema}.measurements,"
-            " {schema}.device_events TO {writer}",
-            "GRANT SELECT, INSERT, UPDATE ON {schema}.device_state TO {writer}",
-            "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {reader}",
-            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema}"
-            " GRANT SELECT ON TABLES TO {reader}",
-            "GRANT {writer} TO {ingest}",
-        ):
-            conn.execute(sql.SQL(statement).format(**ids))  # type: ignore[arg-type]
-        # The API acknowledges and closes alerts, and records the downlinks its callers
-        # send: column privileges on those two tables, nothing else of the schema.
-        grant_alert_changes(conn, settings, spec.schema)
-        grant_downlink_requests(conn, settings, spec.schema)
-
-    return run
+    return lambda conn: roles.grant_member(conn, settings, spec.name, spec.schema)
 
 
 def _create_schema(spec: TenantSpec) -> Action:
@@ -153,17 +94,22 @@ def _migrate_member(spec: TenantSpec) -> Action:
     return run
 
 
-def _upsert_member(spec: TenantSpec) -> Action:
+def _upsert_member(spec: TenantSpec, server: str | None = None) -> Action:
+    """Insert or update the member's catalogue row; `server` is recorded when the member is
+    created (hypervision.placement), and only a move changes it later."""
+
     def run(conn: psycopg.Connection) -> None:
         conn.execute(
             """
-            INSERT INTO hv.members (slug, name, kind, siren, schema_name, spec, suspended)
-            VALUES (%(slug)s, %(name)s, %(kind)s, %(siren)s, %(schema)s, %(spec)s, %(suspended)s)
+            INSERT INTO hv.members
+                (slug, name, kind, siren, schema_name, spec, suspended, server)
+            VALUES (%(slug)s, %(name)s, %(kind)s, %(siren)s, %(schema)s, %(spec)s,
+                    %(suspended)s, %(server)s)
             ON CONFLICT (slug) DO UPDATE SET
                 name = EXCLUDED.name, kind = EXCLUDED.kind, siren = EXCLUDED.siren,
                 spec = EXCLUDED.spec, suspended = EXCLUDED.suspended, updated_at = now()
             """,
-            _member_row(spec),
+            {**_member_row(spec), "server": server},
         )
 
     return run
@@ -171,6 +117,10 @@ def _upsert_member(spec: TenantSpec) -> Action:
 
 def _member_row(spec: TenantSpec) -> dict[str, Any]:
     body = spec.model_dump(mode="json", exclude={"devices"})
+    if body.get("server") is None:
+        # Members placed on the primary keep the declaration they had before servers
+        # could be named (no change to report).
+        body.pop("server", None)
     return {
         "slug": spec.name,
         "name": spec.identity.name,
@@ -250,14 +200,93 @@ def _same_json(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
+class ServerConnections:
+    """Superuser connections to the database servers other than the primary
+    (hypervision.placement), opened when first needed and closed together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._open: dict[str, psycopg.Connection] = {}
+
+    def get(self, name: str) -> psycopg.Connection:
+        if name not in self._open:
+            self._open[name] = placement.connect_admin(self.settings, name)
+        return self._open[name]
+
+    def close(self) -> None:
+        for conn in self._open.values():
+            conn.close()
+        self._open.clear()
+
+
+def _on_server(settings: Settings, name: str) -> Settings:
+    """The settings as seen from a member server: its database's name in the grants."""
+    return settings.model_copy(update={"pg_database": placement.server(settings, name).database})
+
+
+def _server_setup(settings: Settings, name: str) -> Action:
+    """A member server gets the structure of the control schema (the staging tables the
+    pipeline copies into, the migration ledger, receipts; no catalogue rows), the ingest
+    role and the API role, with the same passwords as on the primary."""
+    here = _on_server(settings, name)
+
+    def run(conn: psycopg.Connection) -> None:
+        migrate.migrate_control(conn, log=lambda _: None)
+        roles.create_role(conn, here.ingest_role, login=True)
+        roles.set_password(conn, here.ingest_role, here.ensure_role_password(here.ingest_role),
+                           inherit=False)
+        roles.grant_ingest(conn, here)
+        ensure_api_role(conn, here)
+
+    return run
+
+
+def placements(conn: psycopg.Connection, specs: Sequence[TenantSpec],
+               settings: Settings) -> dict[str, str | None]:
+    """Each member's server (None: the primary): where it is for a member that exists,
+    what its file names for a new one. PlacementError names the file of an unknown server."""
+    placed: dict[str, str | None] = dict(
+        conn.execute("SELECT slug, server FROM hv.members").fetchall())
+    result: dict[str, str | None] = {}
+    for spec in specs:
+        try:
+            declared = placement.column_value(settings, spec.server)
+        except placement.PlacementError as exc:
+            raise placement.PlacementError(f"tenants/{spec.name}.yaml: server: {exc}") from None
+        result[spec.name] = placed.get(spec.name, declared)
+        if result[spec.name] is not None and spec.shares:
+            raise placement.PlacementError(
+                f"tenants/{spec.name}.yaml: sharing agreements are served from the primary;"
+                f" member {spec.name} is on server {result[spec.name]}")
+    return result
+
+
 def plan(
     conn: psycopg.Connection,
     specs: Sequence[TenantSpec],
     catalogue: Catalogue,
     settings: Settings,
+    servers: ServerConnections | None = None,
 ) -> list[Step]:
-    """What `apply` would do, in order. Reads only."""
+    """What `apply` would do, in order. Reads only (on every server members are on)."""
+    own = servers is None
+    servers = servers or ServerConnections(settings)
+    try:
+        return _plan(conn, specs, catalogue, settings, servers)
+    finally:
+        if own:
+            servers.close()
+
+
+def _plan(
+    conn: psycopg.Connection,
+    specs: Sequence[TenantSpec],
+    catalogue: Catalogue,
+    settings: Settings,
+    servers: ServerConnections,
+) -> list[Step]:
     steps: list[Step] = []
+    where = placements(conn, specs, settings)
     for spec in specs:
         for device in spec.devices:
             if device.model not in catalogue.models:
@@ -281,20 +310,41 @@ def plan(
 
     # 2. The platform's ingest role.
     ingest = settings.ingest_role
-    if not _role_exists(conn, ingest):
+    if not roles.role_exists(conn, ingest):
         steps.append(Step("+", f"role {ingest} (login)", _create_role(ingest, login=True)))
     steps.append(Step("=", f"role {ingest}: password and grants",
-                      _chain(_set_password(ingest, settings.role_password(ingest), inherit=False),
+                      _chain(_set_password(ingest, settings.ensure_role_password(ingest),
+                                           inherit=False),
                              _ingest_grants(settings))))
     steps.append(Step("=", f"role {settings.api_role}: password and grants",
                       lambda conn: ensure_api_role(conn, settings)))
     steps.append(Step("=", f"role {settings.public_role}: password and grants",
                       lambda conn: ensure_public_role(conn, settings)))
 
-    # 3. Each member: roles, schema, migrations, grants, catalogue rows, devices.
+    # 3. The other servers members are on: control structure, platform roles.
+    for name in sorted({w for w in where.values() if w is not None}):
+        steps.append(Step("=", f"server {name}: control structure, roles {ingest} and"
+                               f" {settings.api_role}", _server_setup(settings, name),
+                          server=name))
+
+    # 4. Each member: roles, schema, migrations, grants (on its server); catalogue rows,
+    #    devices (on the primary).
     members = {r[0]: r for r in conn.execute("SELECT slug, spec FROM hv.members").fetchall()}
     for spec in specs:
-        steps.extend(_member_steps(conn, spec, settings, members.get(spec.name)))
+        placed = where[spec.name]
+        here = conn if placed is None else servers.get(placed)
+        named = placement.column_value(settings, spec.server)
+        if spec.name in members and named != placed:
+            to = placement.server(settings, named).name
+            steps.append(Step("!", f"{spec.name}: on server"
+                                   f" {placement.server(settings, placed).name}, its file names"
+                                   f" {to}: run `hypervision tenants move {spec.name} --to {to}`"))
+        steps.extend(_member_steps(conn, spec, settings, members.get(spec.name), here, placed))
+
+    # 5. Sharing agreements, once every member (recipients included) has its roles.
+    for spec in specs:
+        for symbol, what, action in agreements.steps(conn, spec, settings, ACTOR):
+            steps.append(Step(symbol, what, action))
 
     declared = {s.name for s in specs}
     for slug in sorted(set(members) - declared):
@@ -312,31 +362,41 @@ def _chain(*actions: Action) -> Action:
 
 
 def _member_steps(
-    conn: psycopg.Connection, spec: TenantSpec, settings: Settings, current: Any
+    conn: psycopg.Connection, spec: TenantSpec, settings: Settings, current: Any,
+    here: psycopg.Connection | None = None, server: str | None = None,
 ) -> list[Step]:
+    """The member's steps. `here` is the superuser's connection to the member's server
+    (`server`; None: the primary, `conn`): roles, schema, migrations and grants go there,
+    the catalogue rows to the primary."""
+    here = conn if here is None else here
+    on_server = settings if server is None else _on_server(settings, server)
     steps: list[Step] = []
     name = spec.name
     for kind in ("owner", "writer", "reader"):
-        role = spec.role(kind)  # type: ignore[arg-type]
-        if not _role_exists(conn, role):
-            steps.append(Step("+", f"{name}: role {role}", _create_role(role, kind == "reader")))
+        role = spec.role(kind)
+        if not roles.role_exists(here, role):
+            steps.append(Step("+", f"{name}: role {role}", _create_role(role, kind == "reader"),
+                              server=server))
     reader = spec.role("reader")
-    if not _schema_exists(conn, spec.schema):
-        steps.append(Step("+", f"{name}: schema {spec.schema}", _create_schema(spec)))
+    if not _schema_exists(here, spec.schema):
+        steps.append(Step("+", f"{name}: schema {spec.schema}", _create_schema(spec),
+                          server=server))
         pending = migrate.load(migrate.TENANT)
     else:
-        pending = migrate.pending_tenant(conn, spec.schema)
+        pending = migrate.pending_tenant(here, spec.schema)
     for m in pending:
-        steps.append(Step("+", f"{name}: migration {m.version:04d}_{m.name}"))
+        steps.append(Step("+", f"{name}: migration {m.version:04d}_{m.name}", server=server))
     if pending:
         steps[-1].action = _migrate_member(spec)
     steps.append(Step("=", f"{name}: grants and reader password",
-                      _chain(_set_password(reader, settings.role_password(reader)),
-                             _member_grants(spec, settings))))
+                      _chain(_set_password(reader, settings.ensure_role_password(reader)),
+                             lambda conn: roles.limit_reader(conn, reader, settings),
+                             _member_grants(spec, on_server)), server=server))
 
     row = _member_row(spec)
     if current is None:
-        steps.append(Step("+", f"{name}: member '{spec.identity.name}'", _upsert_member(spec)))
+        steps.append(Step("+", f"{name}: member '{spec.identity.name}'",
+                          _upsert_member(spec, server)))
     elif not _same_json(current[1], row["spec"].obj):
         # Name the top-level fields that changed (identity, users, analytics, alerts...).
         old, new = current[1] or {}, row["spec"].obj
@@ -350,7 +410,10 @@ def _member_steps(
         steps.append(Step(symbol, what))
     if steps[-1].what.startswith(f"{name}: ") and steps[-1].action is None \
             and steps[-1].symbol in "+~-":
-        steps[-1].action = lambda conn: accounts.sync_users(conn, spec, accounts.Who(ACTOR))
+        def sync_users(conn: psycopg.Connection) -> None:
+            accounts.sync_users(conn, spec, accounts.Who(ACTOR))
+
+        steps[-1].action = sync_users
 
     existing = {
         r[0]: r[1:]
@@ -383,7 +446,19 @@ def _member_steps(
         steps[-1].action = _deactivate_devices(gone)
     if not to_write and not gone and current is not None:
         steps.append(Step("=", f"{name}: {len(rows)} devices up to date"))
+    # The member's analytics settings (depot, calendars, thresholds) and devices, copied
+    # into its schema now rather than at the next refresh: a depot declared in the file
+    # plans rounds as soon as the file is applied. Writes only what changed.
+    if server is None:
+        # Members on other servers are not yet copied into: their analytics read the
+        # catalogue, which stays on the primary (docs/scale.md, "Not built yet").
+        steps.append(Step("=", f"{name}: analytics settings and devices in its schema",
+                          lambda conn: _copy_analytics(conn, name)))
     return steps
+
+
+def _copy_analytics(conn: psycopg.Connection, slug: str) -> None:
+    analytics_members.sync(conn, analytics_members.member(conn, slug))
 
 
 def apply(
@@ -397,16 +472,34 @@ def apply(
     """Recompute the plan and run it in one transaction; each member whose declaration
     changed gets an audit entry listing the changes, with the changed fields of its
     details (analytics settings and alert rules included) before and after."""
-    steps = plan(conn, specs, catalogue, settings)
+    servers = ServerConnections(settings)
+    try:
+        steps = plan(conn, specs, catalogue, settings, servers)
+        # The other servers first, each in one transaction: a member's schema and roles
+        # exist before the catalogue names it. Every step is idempotent, so an apply that
+        # stops between two servers is finished by the next one.
+        for name in sorted({s.server for s in steps if s.server is not None}):
+            remote = servers.get(name)
+            with remote.transaction():
+                for step in steps:
+                    if step.server == name:
+                        if step.symbol != "=":
+                            log(f"{step} (server {name})")
+                        if step.action is not None:
+                            step.action(remote)
+    finally:
+        servers.close()
     with conn.transaction():
         for step in steps:
+            if step.server is not None:
+                continue
             if step.symbol != "=":
                 log(str(step))
             if step.action is not None:
                 step.action(conn)
         for spec in specs:
             mine = [s for s in steps
-                    if s.symbol != "=" and s.what.startswith(f"{spec.name}: ")]
+                    if s.symbol in "+~-" and s.what.startswith(f"{spec.name}: ")]
             if mine:
                 details = next((s for s in mine if s.before is not None), None)
                 audit.record(conn, actor=actor, member=spec.name, action="tenant.apply",
@@ -414,4 +507,6 @@ def apply(
                              params={"changes": [str(s) for s in mine]}, source="cli",
                              before=details.before if details else None,
                              after=details.after if details else None)
+    # Each role's password to the processes that connect with it, and no other.
+    role_secrets.publish(settings)
     return steps

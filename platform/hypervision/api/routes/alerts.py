@@ -40,8 +40,9 @@ from hypervision.api.routes.measurements import withheld
 
 router = APIRouter(tags=["alerts"])
 AlertId = Annotated[int, Path(ge=1, lt=2**63, description="The alert's id.")]
-ACTIONS = {400: {"model": schemas.Problem}, 403: {"model": schemas.Problem},
-           404: {"model": schemas.Problem}, 409: {"model": schemas.Problem}}
+ACTIONS: dict[int | str, dict[str, Any]] = {
+    400: {"model": schemas.Problem}, 403: {"model": schemas.Problem},
+    404: {"model": schemas.Problem}, 409: {"model": schemas.Problem}}
 
 # What a person may do to an alert: the states it may be in, and the columns set.
 TRANSITIONS: dict[str, tuple[tuple[str, ...], sql.SQL]] = {

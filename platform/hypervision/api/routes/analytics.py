@@ -21,9 +21,9 @@ from typing import Annotated, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 import psycopg
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, status
 
-from hypervision.analytics import air, health, waste, water
+from hypervision.analytics import air, health, rounds, waste, water
 from hypervision.analytics.config import MemberAnalytics
 from hypervision.analytics.members import Device, devices, settings_of
 from hypervision.api import schemas
@@ -187,7 +187,7 @@ def water_index(
 
     return schemas.WaterIndex(
         member=member.slug, dev_eui=dev_eui, at=when, index_l=finite(found.index_l),
-        estimated=found.estimated, method=found.method,  # type: ignore[arg-type]
+        estimated=found.estimated, method=found.method,
         before=reading(found.before), after=reading(found.after),
     )
 
@@ -323,7 +323,7 @@ def _containers(found: list[waste.Container]) -> list[schemas.WasteContainer]:
         dev_eui=c.dev_eui, name=c.name, level_pct=finite(c.level_pct), measured_at=c.measured_at,
         rate_pct_per_day=finite(c.rate_pct_per_day), days_until_full=finite(c.days_until_full),
         full_at=c.full_at, last_collection=c.last_collection, next_round=c.next_round,
-        to_empty=c.to_empty, reason=c.reason,  # type: ignore[arg-type]
+        to_empty=c.to_empty, reason=c.reason,
     ) for c in found]
 
 
@@ -365,6 +365,37 @@ def waste_today(
     waste.empty_above_pct, or full before the next round."""
     return _container_list("waste.today.read", waste.today, member, session, state, audit_,
                            at)
+
+
+@router.get("/members/{slug}/waste/round", response_model=schemas.WasteRound,
+            responses={**PROBLEMS, 409: {"model": schemas.Problem}})
+def waste_round(
+    member: ReadMember, session: ReadSession, state: State, audit_: Audit,
+) -> schemas.WasteRound:
+    """The collection round over the containers to collect today (as in `waste/today`,
+    those with coordinates), from the member's depot (analytics.waste.depot) and back, in
+    the order VROOM finds shortest: by road where the member's distance file gives the
+    leg, straight-line otherwise. 409 when the member declares no depot."""
+    config = _settings(session, member)
+    left_out = withheld(state, member, [])
+    try:
+        found = rounds.plan_for(session, member.schema, config, state.settings.tenants_dir,
+                                datetime.now(UTC), leave_out=left_out)
+    except rounds.RoundError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    audit_.record("waste.round.read", member.slug, target="*",
+                  params={"grant": member.grant_id, "withheld_devices": len(left_out)},
+                  rows=found.containers)
+    return schemas.WasteRound(
+        member=member.slug, planned_at=found.planned_at, containers=found.containers,
+        distance_m=found.distance_m, distances=found.distances,
+        stops=[schemas.WasteRoundStop(
+            position=s.position, dev_eui=None if s.place.id == rounds.DEPOT else s.place.id,
+            name=s.place.name, lat=s.place.lat, lon=s.place.lon,
+            level_pct=finite(s.place.level_pct), leg_m=s.leg_m, cumulative_m=s.cumulative_m)
+            for s in found.stops],
+        not_placed=found.not_placed, withheld_devices=len(left_out),
+    )
 
 
 @router.get("/members/{slug}/waste/collections", response_model=schemas.WasteCollections,

@@ -25,11 +25,17 @@ def read_audit(
     cursor: Cursor = None,
 ) -> schemas.AuditTrail:
     """Entries about this member in [start, end) (default: the last 30 days), newest
-    first. Each carries the hash that chains it to the previous one."""
+    first. Each carries the hash that chains it to the previous one.
+
+    Addresses and failed logins are the member's admins' to see: a caller without the
+    `admin` right (or an operator without a grant) gets the other people's entries
+    without their address, and none of their `auth.*` entries (failed logins)."""
     from datetime import timedelta
 
     start, end = time_range(start, end, default=timedelta(days=30))
     before_id = decode_cursor(cursor, (int,))[0] if cursor else None
+    full = "admin" in member.principal.rights and member.personal_data
+    me = member.principal.actor
     with state.dbs.control() as conn, conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             """
@@ -38,12 +44,17 @@ def read_audit(
             FROM hv.audit_log
             WHERE member_slug = %(m)s AND at >= %(start)s AND at < %(end)s
               AND (%(action)s::text IS NULL OR action = %(action)s)
+              AND (%(full)s OR actor = %(me)s OR action NOT LIKE 'auth.%%')
               AND (%(before)s::bigint IS NULL OR id < %(before)s)
             ORDER BY id DESC LIMIT %(limit)s
             """,
             {"m": member.slug, "start": start, "end": end, "action": action,
-             "before": before_id, "limit": limit + 1},
+             "before": before_id, "limit": limit + 1, "full": full, "me": me},
         ).fetchall()
+    if not full:
+        for row in rows:
+            if row["actor"] != me:
+                row["remote_addr"] = None
     more = len(rows) > limit
     rows = rows[:limit]
     audit_.record("audit.read", member.slug, params={"start": start, "end": end,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 
-from hypervision import accounts
+from hypervision import accounts, mfa, signin
 from hypervision.api import schemas
 from hypervision.api.deps import Audit, CurrentPrincipal, State, not_found
 
@@ -17,15 +17,20 @@ TokenId = Annotated[int, Path(ge=1, lt=2**63, description="The token's id.")]
 
 def _issued(token: accounts.IssuedToken) -> schemas.IssuedToken:
     return schemas.IssuedToken(token=token.secret, token_id=token.id, member=token.member_slug,
-                               rights=list(token.rights),  # type: ignore[arg-type]
+                               rights=list(token.rights),
                                expires_at=token.expires_at)
 
 
 @router.post("/auth/login", response_model=schemas.IssuedToken,
-             responses={401: {"model": schemas.Problem}, 429: {"model": schemas.Problem}})
+             responses={401: {"model": schemas.Problem}, 403: {"model": schemas.Problem},
+                        429: {"model": schemas.Problem}})
 def login(body: schemas.LoginRequest, request: Request, state: State,
           audit_: Audit) -> schemas.IssuedToken:
-    """Exchange an account's e-mail and password for a token valid a few hours."""
+    """Exchange an account's e-mail and password for a token valid a few hours.
+
+    An account with a second factor sends its code too (`code`: TOTP or a recovery
+    code). An account that needs one (admin rights, operators, `mfa: required`) and has
+    none yet gets 403: it enrols at its first sign-in in the console."""
     client = request.client.host if request.client else "?"
     email = str(body.email).lower()
     wait = state.limiter.hit(f"addr:{client}", f"email:{email}")
@@ -33,12 +38,22 @@ def login(body: schemas.LoginRequest, request: Request, state: State,
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many login attempts",
                             headers={"Retry-After": str(int(wait) + 1)})
     with state.dbs.control() as conn:
-        token = accounts.login(conn, audit_.who, email, body.password,
-                               state.settings.api_login_token_hours)
-    if token is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong e-mail or password",
+        outcome = signin.password_login(conn, audit_.who, email, body.password,
+                                        hours=state.settings.api_login_token_hours,
+                                        code=body.code)
+    if outcome is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            "wrong e-mail, password or second-factor code",
                             headers={"WWW-Authenticate": "Bearer"})
-    return _issued(token)
+    if isinstance(outcome, signin.Pending):
+        if outcome.purpose == "enrol":
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                "this account needs a second factor: sign in to the console"
+                                " once to enrol one, then send its code here")
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            "this account has a second factor: send its code as `code`",
+                            headers={"WWW-Authenticate": 'Bearer error="mfa_required"'})
+    return _issued(outcome)
 
 
 @router.get("/auth/me", response_model=schemas.Me)
@@ -47,7 +62,8 @@ def me(principal: CurrentPrincipal) -> schemas.Me:
     account = principal.account
     return schemas.Me(email=account.email, name=account.name, member=principal.member_slug,
                       rights=sorted(principal.rights), operator=principal.operator,
-                      token_id=principal.token_id)
+                      token_id=principal.token_id, second_factor=principal.mfa,
+                      mfa_enrolled=account.mfa_enrolled, mfa_required=account.needs_mfa)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -60,7 +76,8 @@ def logout(principal: CurrentPrincipal, state: State, audit_: Audit) -> Response
 
 def _info(t: accounts.TokenInfo) -> schemas.TokenInfo:
     return schemas.TokenInfo(id=t.id, email=t.email, member=t.member_slug, rights=list(t.rights),
-                             label=t.label, state=t.state,  # type: ignore[arg-type]
+                             label=t.label, state=t.state,
+                             kind=t.kind,
                              created_at=t.created_at, expires_at=t.expires_at,
                              revoked_at=t.revoked_at, last_used_at=t.last_used_at)
 
@@ -80,7 +97,8 @@ def list_tokens(principal: CurrentPrincipal, state: State) -> list[schemas.Token
              status_code=status.HTTP_201_CREATED)
 def create_token(body: schemas.TokenRequest, principal: CurrentPrincipal, state: State,
                  audit_: Audit) -> schemas.IssuedToken:
-    """A new token for the caller (for a script, say), with at most this token's rights."""
+    """A new token for the caller (for a script, say), with at most this token's rights,
+    expiring no later than it, and revoked with it."""
     rights = body.rights if body.rights is not None else sorted(principal.rights)
     beyond = set(rights) - principal.rights
     if beyond:
@@ -91,7 +109,7 @@ def create_token(body: schemas.TokenRequest, principal: CurrentPrincipal, state:
             token = accounts.create_token(
                 conn, audit_.who, email=principal.account.email, rights=rights,
                 expires_at=datetime.now(UTC) + timedelta(days=body.expires_days),
-                label=body.label)
+                label=body.label, parent=principal)
     except accounts.AccountError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     return _issued(token)
@@ -111,3 +129,70 @@ def revoke_token(token_id: TokenId, principal: CurrentPrincipal, state: State,
     if not found:
         raise not_found(f"token {token_id}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# The caller's own password and second factor ---------------------------------------------
+
+
+def _fresh_factor(principal: CurrentPrincipal) -> None:
+    """Replacing an existing second factor needs a sign-in that passed it: a stolen
+    token without one cannot take the account over."""
+    if principal.account.mfa_enrolled and not principal.mfa:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "sign in with your second factor first to change it")
+
+
+@router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT,
+             responses={403: {"model": schemas.Problem}, 429: {"model": schemas.Problem}})
+def change_password(body: schemas.PasswordChange, principal: CurrentPrincipal, state: State,
+                    audit_: Audit) -> Response:
+    """Change the caller's password; every session and token of theirs is revoked, this
+    one too."""
+    wait = state.limiter.hit(f"password:{principal.account.id}")
+    if wait:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many attempts",
+                            headers={"Retry-After": str(int(wait) + 1)})
+    with state.dbs.control() as conn:
+        if not accounts.change_password(conn, audit_.who, principal, body.current, body.new):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "the current password is wrong")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/auth/mfa/totp", response_model=schemas.TotpEnrolment,
+             responses={403: {"model": schemas.Problem}})
+def begin_totp(principal: CurrentPrincipal) -> schemas.TotpEnrolment:
+    """A new TOTP secret for the caller, not saved until confirmed with a first code."""
+    _fresh_factor(principal)
+    secret = mfa.new_secret()
+    return schemas.TotpEnrolment(secret=secret,
+                                 uri=mfa.provisioning_uri(secret, principal.account.email))
+
+
+@router.post("/auth/mfa/totp/confirm", response_model=schemas.RecoveryCodes,
+             responses={400: {"model": schemas.Problem}, 403: {"model": schemas.Problem}})
+def confirm_totp(body: schemas.TotpConfirm, principal: CurrentPrincipal, state: State,
+                 audit_: Audit) -> schemas.RecoveryCodes:
+    """Save the TOTP secret once a code it produced proves the caller holds it; returns
+    ten single-use recovery codes, shown once."""
+    _fresh_factor(principal)
+    wait = state.limiter.hit(f"enrol:{principal.account.id}")
+    if wait:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many attempts",
+                            headers={"Retry-After": str(int(wait) + 1)})
+    with state.dbs.control() as conn:
+        codes = mfa.enrol(conn, audit_.who, principal.account, body.secret, body.code)
+    if codes is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                            "this code does not match the secret; check the phone's clock")
+    return schemas.RecoveryCodes(recovery_codes=codes)
+
+
+@router.post("/auth/mfa/recovery-codes", response_model=schemas.RecoveryCodes,
+             responses={400: {"model": schemas.Problem}, 403: {"model": schemas.Problem}})
+def renew_recovery_codes(principal: CurrentPrincipal, state: State,
+                         audit_: Audit) -> schemas.RecoveryCodes:
+    """Ten new recovery codes for the caller; the old ones stop working."""
+    _fresh_factor(principal)
+    with state.dbs.control() as conn:
+        codes = mfa.new_recovery_codes(conn, audit_.who, principal.account)
+    return schemas.RecoveryCodes(recovery_codes=codes)

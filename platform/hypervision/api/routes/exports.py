@@ -9,6 +9,7 @@ time to receive only what was stored since.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import ExitStack
 from types import SimpleNamespace
@@ -17,6 +18,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.responses import StreamingResponse
 
+from hypervision.analytics import billing
+from hypervision.analytics.members import settings_of
 from hypervision.api import schemas
 from hypervision.api.deps import Audit, ExportMember, State, forbidden
 from hypervision.api.params import (
@@ -86,11 +89,11 @@ def _declared(state: State, slug: str, recipient: str | None, pseudonymise: bool
         if not found:
             raise bad_request(f"no export recipient named {recipient!r} in this member's file")
         pseudonymiser = Pseudonymiser.for_recipient(
-            state.settings, spec, Recipient.model_validate(found[0]),  # type: ignore[arg-type]
+            state.settings, spec, Recipient.model_validate(found[0]),
             coarsen=coarsen)
     if pseudonymiser is None and (pseudonymise or coarsen):
         pseudonymiser = Pseudonymiser.for_recipient(
-            state.settings, spec, Recipient(name="third party", third_party=True),  # type: ignore[arg-type]
+            state.settings, spec, Recipient(name="third party", third_party=True),
             coarsen=coarsen)
     return names, pseudonymiser
 
@@ -170,3 +173,78 @@ def export(
         "Content-Disposition": f'attachment; filename="{member.slug}-{kind}.{fmt}"',
     }
     return StreamingResponse(body(), media_type=stream.media_type, headers=headers)
+
+
+@router.get(
+    "/members/{slug}/billing.csv",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}},
+              "description": "One line per water meter, `;`-separated (columns in"
+                             " platform/README.md, \"Billing run\")."},
+        400: {"model": schemas.Problem}, 403: {"model": schemas.Problem},
+        404: {"model": schemas.Problem},
+    },
+)
+def billing_export(
+    member: ExportMember, state: State, audit_: Audit,
+    date: Annotated[dt.date, Query(
+        description="Billing date: the indexes at 00:00 that day, the member's local time.")],
+    start: Annotated[dt.date | None, Query(
+        alias="from", description="Period start (a date); default: the date of the previous"
+        " completed billing export, else each meter's first reading.")] = None,
+    decimal: Annotated[Literal["point", "comma"], Query(
+        description="Decimal separator of the numbers.")] = "point",
+) -> StreamingResponse:
+    """The billing run of the member's water meters: index at the date (interpolated
+    between the readings around it; `estimated` with the gap when no reading lies within a
+    day), consumption over the period, and the flags a billing clerk checks (rollover,
+    meter-swap, reverse-flow, gap, no-data). Streamed; audited as an export
+    (`export.csv`, target `billing`). Water consumption is personal data: an operator
+    needs a grant."""
+    if not member.personal_data:
+        raise forbidden("billing reads water consumption, which is personal data: it needs"
+                        " a grant")
+    for value, name in ((date, "date"), (start, "from")):
+        if value is not None:
+            bounded(dt.datetime.combine(value, dt.time(12), dt.UTC), name)
+    with state.dbs.control() as control:
+        first = start if start is not None else billing.previous_billing(
+            control, member.slug, date)
+    params = {"date": date.isoformat(), "from": None if first is None else first.isoformat(),
+              "decimal": decimal, "grant": member.grant_id}
+    resources = ExitStack()
+    try:
+        conn = resources.enter_context(state.dbs.reader(member.slug))
+        config = settings_of(conn, member.schema)
+        at = billing.billing_instant(date, config.timezone)
+        period = None if first is None else billing.billing_instant(first, config.timezone)
+        if period is not None and period >= at:
+            raise bad_request("the period must start before the billing date")
+        lines = billing.run(conn, member.schema, config, at, period)
+    except BaseException:
+        resources.close()
+        raise
+    meters = 0
+
+    def counted() -> Iterator[billing.Line]:
+        nonlocal meters
+        for line in lines:
+            meters += 1
+            yield line
+
+    def body() -> Iterator[bytes]:
+        completed = False
+        try:
+            for chunk in billing.csv_chunks(counted(), config.timezone, decimal == "comma"):
+                yield chunk.encode("utf-8")
+            completed = True
+        finally:
+            resources.close()
+            audit_.record(billing.EXPORT_ACTION, member.slug, target=billing.EXPORT_TARGET,
+                          params={**params, "completed": completed},
+                          rows=meters if completed else None)
+
+    headers = {"Content-Disposition":
+               f'attachment; filename="billing-{member.slug}-{date.isoformat()}.csv"'}
+    return StreamingResponse(body(), media_type="text/csv; charset=utf-8", headers=headers)

@@ -83,13 +83,22 @@ def _states(conn: psycopg.Connection, schema: str, dev_euis: list[str]) -> dict[
     return {r[0]: r[1] for r in rows}
 
 
-def _device(row: dict[str, Any], state_row: Any) -> schemas.Device:
+# What replaces the name of a device of a personal data class for a caller without the
+# right to the member's personal data: such names are often an address.
+WITHHELD_NAME = "(personal data withheld)"
+
+
+def _device(row: dict[str, Any], state_row: Any, personal_data: bool) -> schemas.Device:
+    """A device as the caller may see it: where a household's meter is (its location and
+    name) is personal data, shown only to the member and to operators holding a grant."""
     spec = row["spec"] or {}
+    data_class = spec.get("data_class", "technical")
+    hidden = data_class in accounts.PERSONAL_DATA_CLASSES and not personal_data
     return schemas.Device(
-        dev_eui=row["dev_eui"], name=row["name"], model=row["model_id"],
-        data_class=spec.get("data_class", "technical"), active=row["active"],
+        dev_eui=row["dev_eui"], name=WITHHELD_NAME if hidden else row["name"],
+        model=row["model_id"], data_class=data_class, active=row["active"],
         purpose=spec.get("purpose", ""), installed_on=spec.get("installed_on"),
-        location=spec.get("location"), state=state_row,
+        location=None if hidden else spec.get("location"), state=state_row,
     )
 
 
@@ -101,7 +110,7 @@ def list_devices(member: ReadMember, session: ReadSession, state: State,
     rows = _devices(state, member.slug, None)
     states = _states(session, member.schema, [r["dev_eui"] for r in rows])
     audit_.record("devices.read", member.slug, target="*", rows=len(rows))
-    return [_device(r, states.get(r["dev_eui"])) for r in rows]
+    return [_device(r, states.get(r["dev_eui"]), member.personal_data) for r in rows]
 
 
 @router.get("/members/{slug}/devices/{dev_eui}", response_model=schemas.Device,
@@ -113,7 +122,7 @@ def get_device(member: ReadMember, session: ReadSession, dev_eui: DevEuiPath, st
         raise not_found(f"device {dev_eui}")
     states = _states(session, member.schema, [dev_eui])
     audit_.record("devices.read", member.slug, target=dev_eui, rows=1)
-    return _device(rows[0], states.get(dev_eui))
+    return _device(rows[0], states.get(dev_eui), member.personal_data)
 
 
 def _grant(g: accounts.Grant) -> schemas.Grant:

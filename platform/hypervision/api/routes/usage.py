@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
@@ -16,7 +16,8 @@ from hypervision.api.params import EARLIEST, LATEST, bad_request
 router = APIRouter(tags=["usage"])
 StartDay = Annotated[date | None, Query(description="First day (UTC); default 30 days ago.")]
 EndDay = Annotated[date | None, Query(description="Last day, included; default today.")]
-CSV = {200: {"content": {"text/csv": {}}, "description": "One row per member and day."}}
+CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "One row per member and day."}}
 
 
 def _days(start: date | None, end: date | None) -> tuple[date, date]:
@@ -35,10 +36,10 @@ def _days(start: date | None, end: date | None) -> tuple[date, date]:
 def _members(state: AppState, principal: Principal, slug: str | None) -> list[tuple[str, str]]:
     with state.dbs.control() as conn:
         if slug is not None or not principal.operator:
-            return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+            return [tuple(r) for r in conn.execute(
                 "SELECT slug, schema_name FROM hv.members WHERE slug = %s",
                 (slug or principal.member_slug,)).fetchall()]
-        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        return [tuple(r) for r in conn.execute(
             "SELECT slug, schema_name FROM hv.members ORDER BY slug").fetchall()]
 
 

@@ -30,5 +30,5 @@ CREATE INDEX downlinks_open_idx ON downlinks (dev_eui, requested_at)
 DO $$
 BEGIN
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON downlinks TO %I',
-                   replace(current_user, '_owner', '_writer'));
+                   regexp_replace(current_user, '_owner$', '_writer'));
 END $$;

@@ -138,6 +138,6 @@ BEGIN
     EXECUTE format(
         'GRANT SELECT ON dash_devices, dash_measurements, dash_water_daily, dash_waste_latest,'
         ' dash_uplinks, dash_device_health TO %I',
-        replace(current_user, '_owner', '_reader'));
+        regexp_replace(current_user, '_owner$', '_reader'));
 END
 $$;

@@ -359,6 +359,6 @@ BEGIN
         ' v_eau_evenements, v_eau_nuits, v_eau_conso_anormale, v_dechets_conteneurs,'
         ' v_dechets_collectes, v_air_salles_horaires, v_air_icone_journalier,'
         ' v_sante_dispositifs, v_sante_passerelles_horaires, v_sante_passerelles, v_alertes'
-        ' TO %I', replace(current_user, '_owner', '_reader'));
+        ' TO %I', regexp_replace(current_user, '_owner$', '_reader'));
 END
 $$;

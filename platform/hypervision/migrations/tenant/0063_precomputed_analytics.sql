@@ -223,6 +223,6 @@ BEGIN
     EXECUTE format(
         'GRANT SELECT ON water_nights, waste_containers, dash_water_daily, dash_waste_latest,'
         ' v_eau_nuits, v_eau_conso_anormale, v_dechets_conteneurs, v_air_salles_horaires'
-        ' TO %I', replace(current_user, '_owner', '_reader'));
+        ' TO %I', regexp_replace(current_user, '_owner$', '_reader'));
 END
 $$;

@@ -6,5 +6,5 @@
 DO $$
 BEGIN
     EXECUTE format('REVOKE INSERT ON downlinks FROM %I',
-                   replace(current_user, '_owner', '_writer'));
+                   regexp_replace(current_user, '_owner$', '_writer'));
 END $$;

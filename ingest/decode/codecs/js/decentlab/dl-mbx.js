@@ -1,7 +1,7 @@
 // Decentlab DL-MBX (ultrasonic distance) decoder for the decodeUplink interface.
 // Written for Hypervision from Decentlab's frame description: version byte, device id,
 // sensor flags, then big-endian words for each flagged sensor. Same output as the
-// built-in decoder ingest/decode/codecs/decentlab_dl_mbx.py.
+// built-in decoder ingest/decode/codecs/decentlab.py (variant dl-mbx).
 
 var SENSORS = [
   { words: 2, values: [
@@ -32,7 +32,10 @@ function decodeUplink(input) {
     for (var k = 0; k < sensor.words; k++) words.push((b[i + 2 * k] << 8) | b[i + 2 * k + 1]);
     for (var v = 0; v < sensor.values.length; v++) {
       var spec = sensor.values[v];
-      out[spec.key] = { displayName: spec.name, unit: spec.unit, value: spec.convert(words) };
+      var item = { displayName: spec.name };
+      if (spec.unit !== null) item.unit = spec.unit;
+      item.value = spec.convert(words);
+      out[spec.key] = item;
     }
     i += 2 * sensor.words;
   }

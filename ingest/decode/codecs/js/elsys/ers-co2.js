@@ -1,6 +1,6 @@
 // Elsys ERS CO2 decoder for the decodeUplink interface, written for Hypervision from
 // Elsys' payload description (type byte, then a big-endian value of a size fixed by the
-// type). Same output as the built-in decoder ingest/decode/codecs/elsys_ers_co2.py.
+// type). Same output as the built-in decoder ingest/decode/codecs/elsys.py.
 
 function u(b, i, n) { var v = 0; for (var k = 0; k < n; k++) v = v * 256 + b[i + k]; return v; }
 function s16(b, i) { var v = u(b, i, 2); return v > 0x7fff ? v - 0x10000 : v; }

@@ -1,0 +1,1 @@
+"""The platform API (FastAPI): see api/README.md."""

@@ -1,0 +1,257 @@
+"""Where each member's data lives: the database servers, and each member's server.
+
+A deployment has one database server, the *primary*, or several (docs/scale.md). The
+primary is the one of the HV_PG_* settings (or HV_ADMIN_DATABASE_URL): it keeps the
+control catalogue (schema `hv`: members, devices, accounts, audit, outcomes) and the
+members placed on it. Other servers (role `members`) hold members' schemas only; they carry
+the structure of `hv` (its migrations run there too, for the staging tables the pipeline
+copies into and the migration ledger), never its rows, except the pipeline's receipts.
+
+Servers are declared in the YAML file HV_DATABASE_SERVERS_FILE:
+
+    version: v1
+    kind: database_servers
+    servers:
+      - {name: quimper, role: primary}          # connection: the HV_PG_* settings
+      - name: brest
+        role: members
+        host: 198.18.0.12                        # what login roles connect to (TCP)
+        port: 5432
+        database: hypervision
+        sslmode: verify-full                     # optional, libpq's
+        admin_url_file: /run/secrets/brest_admin # the superuser's conninfo (a secret)
+
+Without the file there is one server, named `primary`. A member's tenant file names its
+server (`server: brest`; default: the primary); `tenants apply` records the placement in
+`hv.members.server` (NULL: the primary) when it creates the member, and only `hypervision
+tenants move` changes it afterwards (hypervision.tenancy.move).
+
+This module is the one place that turns a server's name into a connection. It sits in the
+foundation, beside hypervision.settings: the pipeline (ingest.tasks) asks it for the
+connection of each member's server, the API and the exports for the reader's.
+
+While a member moves, its ingestion pauses: `hv.members.ingest_paused_at` is set, and the
+pipeline leaves the member's events in the queue. The pipeline holds a shared advisory
+lock per member (MEMBER_LOCK) on the primary for as long as it writes a batch; setting the
+pause takes it exclusively, so once the pause is committed no batch is still writing the
+member's rows anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+import yaml
+from psycopg.conninfo import make_conninfo
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from hypervision.settings import Settings
+
+DEFAULT_PRIMARY = "primary"
+# The class of the advisory locks a member's writers share and its move takes alone
+# (pg_advisory_xact_lock(MEMBER_LOCK, hashtext(slug))). "hv" in ASCII.
+MEMBER_LOCK = 0x6876
+ServerRole = Literal["primary", "members"]
+
+
+class PlacementError(ValueError):
+    """The servers file or a member's placement is wrong; the message says what and where."""
+
+
+class _ServerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    role: ServerRole = "members"
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    database: str | None = None
+    # How login roles' connections use TLS (libpq's sslmode); libpq's default when unset.
+    sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    # The superuser's connection (libpq URL or key=value string): migrations, tenancy,
+    # moves. A secret: prefer admin_url_file.
+    admin_url: SecretStr | None = None
+    admin_url_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _connection(self) -> _ServerSpec:
+        given = [f for f in ("host", "port", "database", "sslmode", "admin_url",
+                             "admin_url_file")
+                 if getattr(self, f) is not None]
+        if self.role == "primary":
+            if given:
+                raise ValueError(f"server {self.name}: the primary's connection is the"
+                                 f" HV_PG_* settings; remove {', '.join(given)}")
+            return self
+        missing = [f for f in ("host", "port", "database") if getattr(self, f) is None]
+        if self.admin_url is None and self.admin_url_file is None:
+            missing.append("admin_url or admin_url_file")
+        if missing:
+            raise ValueError(f"server {self.name}: missing {', '.join(missing)}")
+        return self
+
+
+class _ServersFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal["v1"]
+    kind: Literal["database_servers"]
+    servers: list[_ServerSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> _ServersFile:
+        names = [s.name for s in self.servers]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"server(s) declared twice: {', '.join(twice)}")
+        if sum(1 for s in self.servers if s.role == "primary") > 1:
+            raise ValueError("more than one server has role primary")
+        return self
+
+
+@dataclass(frozen=True)
+class Server:
+    """A database server: its name, role, and where its login roles and its superuser
+    connect. `admin` is a conninfo carrying a secret: never log it."""
+
+    name: str
+    role: ServerRole
+    host: str
+    port: int
+    database: str
+    admin: str = ""
+    sslmode: str | None = None
+
+    @property
+    def primary(self) -> bool:
+        return self.role == "primary"
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.role}, {self.host}:{self.port}/{self.database})"
+
+
+_cache: dict[tuple[str, float], dict[str, Server]] = {}
+
+
+def load_servers(settings: Settings) -> dict[str, Server]:
+    """Every declared server by name, the primary first. Raises PlacementError naming the
+    file and the problem."""
+    path = settings.database_servers_file
+    if path is None:
+        return {DEFAULT_PRIMARY: _primary(settings, DEFAULT_PRIMARY)}
+    try:
+        key = (str(path), path.stat().st_mtime)
+    except OSError as exc:
+        raise PlacementError(f"HV_DATABASE_SERVERS_FILE {path}: {exc.strerror}") from None
+    if key in _cache:
+        return _cache[key]
+    try:
+        parsed = _ServersFile.model_validate(yaml.safe_load(path.read_text("utf-8")))
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise PlacementError(f"{path}: {exc}") from None
+    found: dict[str, Server] = {}
+    primary = next((s.name for s in parsed.servers if s.role == "primary"), DEFAULT_PRIMARY)
+    found[primary] = _primary(settings, primary)
+    for spec in parsed.servers:
+        if spec.role == "primary":
+            continue
+        admin = (spec.admin_url.get_secret_value() if spec.admin_url is not None
+                 else Path(str(spec.admin_url_file)).read_text("utf-8").strip())
+        assert spec.host is not None and spec.port is not None and spec.database is not None
+        if (spec.host, spec.port) == (settings.pg_host, settings.pg_port):
+            raise PlacementError(f"{path}: server {spec.name} has the primary's address")
+        found[spec.name] = Server(spec.name, "members", spec.host, spec.port, spec.database,
+                                  admin, spec.sslmode)
+    _cache.clear()
+    _cache[key] = found
+    return found
+
+
+def _primary(settings: Settings, name: str) -> Server:
+    return Server(name, "primary", settings.pg_host, settings.pg_port, settings.pg_database,
+                  settings.admin_conninfo())
+
+
+def primary(settings: Settings) -> Server:
+    return next(iter(load_servers(settings).values()))
+
+
+def server(settings: Settings, name: str | None) -> Server:
+    """The server of this name (None: the primary); PlacementError for an unknown one."""
+    servers = load_servers(settings)
+    if name is None:
+        return next(iter(servers.values()))
+    try:
+        return servers[name]
+    except KeyError:
+        where = settings.database_servers_file or "HV_DATABASE_SERVERS_FILE (unset)"
+        raise PlacementError(f"unknown database server {name!r}: {where} declares"
+                             f" {', '.join(servers)}") from None
+
+
+def column_value(settings: Settings, name: str | None) -> str | None:
+    """What `hv.members.server` holds for a member on this server: NULL for the primary."""
+    found = server(settings, name)
+    return None if found.primary else found.name
+
+
+def admin_conninfo(settings: Settings, name: str | None) -> str:
+    return server(settings, name).admin
+
+
+def role_conninfo(settings: Settings, name: str | None, role: str) -> str:
+    """A password connection over TCP as one of the platform's login roles, on a server.
+    Every server's roles of one name share one password (hypervision.role_secrets)."""
+    found = server(settings, name)
+    if found.primary:
+        return settings.role_conninfo(role)
+    tls = {} if found.sslmode is None else {"sslmode": found.sslmode}
+    return make_conninfo("", host=found.host, port=str(found.port), dbname=found.database,
+                         user=role, password=settings.role_password(role), **tls)
+
+
+def connect_admin(settings: Settings, name: str | None, **kwargs: Any) -> psycopg.Connection:
+    return psycopg.connect(admin_conninfo(settings, name), autocommit=True, **kwargs)
+
+
+def connect_as(settings: Settings, name: str | None, role: str,
+               **kwargs: Any) -> psycopg.Connection:
+    return psycopg.connect(role_conninfo(settings, name, role), **kwargs)
+
+
+# Members' placement, read from the primary's catalogue -----------------------------------
+
+
+def member_server(conn: psycopg.Connection, slug: str) -> str | None:
+    """The server a member is placed on (None: the primary). `conn` is on the primary."""
+    row = conn.execute("SELECT server FROM hv.members WHERE slug = %s", (slug,)).fetchone()
+    if row is None:
+        raise PlacementError(f"no member {slug!r}")
+    return row[0]
+
+
+@dataclass(frozen=True)
+class Placement:
+    server: str | None  # None: the primary
+    paused: bool
+
+
+def lock_and_read(conn: psycopg.Connection, slugs: Iterable[str]) -> dict[str, Placement]:
+    """Inside the caller's transaction on the primary: take each member's shared lock (in
+    one order, so writers never wait on each other in a cycle) and read where it is and
+    whether its ingestion is paused. The locks last until the transaction ends."""
+    ordered = sorted(set(slugs))
+    conn.execute("SELECT count(pg_advisory_xact_lock_shared(%s, hashtext(s)))"
+                 " FROM (SELECT unnest(%s::text[]) AS s ORDER BY 1) AS members",
+                 (MEMBER_LOCK, ordered))
+    # A statement of its own, after the locks: it reads through a snapshot taken once
+    # they are held, so a pause committed while this waited for them is seen.
+    rows = conn.execute(
+        "SELECT slug, server, ingest_paused_at IS NOT NULL FROM hv.members"
+        " WHERE slug = ANY(%s)", (ordered,)
+    ).fetchall()
+    return {slug: Placement(srv, paused) for slug, srv, paused in rows}

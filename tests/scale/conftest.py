@@ -1,0 +1,84 @@
+"""Members on two database servers: a second PostgreSQL + TimescaleDB cluster started by
+the fixtures beside the suite's own, on the next port, declared in a servers file.
+
+The test members of tests/payloads/tenants-scale: `gamma`, placed on the second server
+by its file, and `delta`, created on the primary (the move tests move it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hypervision.settings import Settings
+from tests.conftest import PORT_BASE, REPO, TENANTS, TEST_DATA
+
+SCALE_TENANTS = REPO / "tests" / "payloads" / "tenants-scale"
+SECOND_PORT = PORT_BASE + 433
+
+
+@dataclass
+class TwoServers:
+    settings: Settings   # the platform's, with the servers file
+    second: Settings     # the second cluster's own (its data folder, port, socket)
+    file: Path
+
+
+def write_servers_file(path: Path, second: Settings) -> None:
+    path.write_text(yaml.safe_dump({
+        "version": "v1", "kind": "database_servers",
+        "servers": [
+            {"name": "main", "role": "primary"},
+            {"name": "second", "role": "members", "host": "127.0.0.1", "port": second.pg_port,
+             "database": second.pg_database, "admin_url": second.admin_conninfo()},
+        ],
+    }), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def two_servers(platform_db: Settings) -> Iterator[TwoServers]:
+    """The second cluster started, the servers file written and set for the processes the
+    tests start (workers), the scale test members applied."""
+    from hypervision import services as svc
+    from hypervision.db import connect_admin
+    from hypervision.tenancy import apply as tenancy
+    from hypervision.tenancy.spec import load_dir
+    from ingest.decode import Catalogue
+
+    second = platform_db.model_copy(update={
+        "data_dir": TEST_DATA / "second", "pg_port": SECOND_PORT, "pg_shared_buffers": "128MB"})
+    path = TEST_DATA / "servers.yaml"
+    svc.start_postgres(second)
+    try:
+        write_servers_file(path, second)
+        settings = platform_db.model_copy(update={"database_servers_file": path})
+        os.environ["HV_DATABASE_SERVERS_FILE"] = str(path)
+        with connect_admin(settings) as conn:
+            tenancy.apply(conn, load_dir(TENANTS) + load_dir(SCALE_TENANTS), Catalogue.load(),
+                          settings, log=lambda _: None)
+        yield TwoServers(settings, second, path)
+    finally:
+        os.environ.pop("HV_DATABASE_SERVERS_FILE", None)
+        svc.stop_postgres(second)
+
+
+@pytest.fixture
+def scale_simulator(two_servers: TwoServers) -> Any:
+    """A simulator of the scale members' devices (and alpha's), frame counters apart."""
+    from hypervision.simulator import Simulator
+    from hypervision.tenancy.spec import load_dir
+    from ingest.decode import Catalogue
+
+    seed = int(time.time() * 1000) % 100000
+    specs = [s for s in load_dir(TENANTS) if s.name == "alpha"] + load_dir(SCALE_TENANTS)
+    sim = Simulator(specs, Catalogue.load(), seed=seed)
+    for device in sim.devices:
+        device.f_cnt = seed * 10_000
+    return sim
