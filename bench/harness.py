@@ -120,7 +120,10 @@ def migrate_all(settings: Any) -> None:
 
     with connect_admin(settings) as conn:
         migrate.migrate_control(conn, log=lambda _: None)
-        for slug, schema in conn.execute("SELECT slug, schema_name FROM hv.members").fetchall():
+        # Members on the primary only: another benchmark (bench.ingest --servers 2) may have
+        # left members on a second server, which this run neither declares nor reads.
+        for slug, schema in conn.execute(
+                "SELECT slug, schema_name FROM hv.members WHERE server IS NULL").fetchall():
             migrate.migrate_tenant(conn, schema, member_role(slug, "owner"), log=lambda _: None)
 
 

@@ -79,9 +79,11 @@ def platform_url() -> str:
 
 
 def demo_environment(data: Path) -> dict[str, str]:
+    # The tests sign in as every example user, one after another from one address, within
+    # minutes: more than the sign-in limiter lets one address try (HV_API_LOGIN_ATTEMPTS).
     return dict(os.environ, HV_DATA_DIR=str(data), HV_TENANTS_DIR=str(REPO / "tenants"),
                 HV_MQTT_CLIENT_ID="hypervision-demo-test", COLUMNS="120",
-                **{k: str(v) for k, v in PORTS.items()})
+                HV_API_LOGIN_ATTEMPTS="1000", **{k: str(v) for k, v in PORTS.items()})
 
 
 def stop_everything(env: dict[str, str]) -> None:

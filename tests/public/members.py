@@ -30,15 +30,37 @@ def apply_member(admin: psycopg.Connection, settings: Settings, spec: TenantSpec
     tenancy.apply(admin, [spec], Catalogue.load(), settings, log=lambda _: None)
 
 
+def _delete_rows(admin: psycopg.Connection, table: tuple[str, str], where: sql.Composable,
+                 params: tuple[object, ...]) -> None:
+    """Delete a table's rows matching `where`, after the rows of other tables that
+    reference them (foreign keys of one column), depth first."""
+    name = sql.Identifier(*table)
+    refs = admin.execute(
+        """
+        SELECT n.nspname, c.relname, a.attname, pa.attname
+        FROM pg_constraint k
+        JOIN pg_class c ON c.oid = k.conrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+        JOIN pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = k.confkey[1]
+        WHERE k.contype = 'f' AND k.confrelid = %s::regclass AND k.conrelid <> k.confrelid
+        """, (name.as_string(admin),)).fetchall()
+    for schema, child, column, parent_column in refs:
+        _delete_rows(admin, (schema, child), sql.SQL("{} IN (SELECT {} FROM {} WHERE {})").format(
+            sql.Identifier(column), sql.Identifier(parent_column), name, where), params)
+    admin.execute(sql.SQL("DELETE FROM {} WHERE {}").format(name, where), params)
+
+
 def remove_member(admin: psycopg.Connection, spec: TenantSpec) -> None:
     slug = spec.name
     with admin.transaction():
         admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
             sql.Identifier(spec.schema)))
-        # Every table that references the member, then the member itself.
+        # Every table that references the member (and the rows that reference those),
+        # then the member itself.
         refs = admin.execute(
             """
-            SELECT format('%I.%I', n.nspname, c.relname), a.attname
+            SELECT n.nspname, c.relname, a.attname
             FROM pg_constraint k
             JOIN pg_class c ON c.oid = k.conrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -46,17 +68,16 @@ def remove_member(admin: psycopg.Connection, spec: TenantSpec) -> None:
             WHERE k.contype = 'f' AND k.confrelid = 'hv.members'::regclass
             """
         ).fetchall()
-        for table, column in refs:
-            schema, name = table.split(".")
-            if name != "devices":
-                admin.execute(sql.SQL("DELETE FROM {} WHERE {} = %s").format(
-                    sql.Identifier(schema, name), sql.Identifier(column)), (slug,))
-        admin.execute("DELETE FROM hv.devices WHERE member_slug = %s", (slug,))
+        for schema, name, column in refs:
+            _delete_rows(admin, (schema, name),
+                         sql.SQL("{} = %s").format(sql.Identifier(column)), (slug,))
         admin.execute("DELETE FROM hv.dead_letters WHERE member_slug = %s", (slug,))
         admin.execute("DELETE FROM hv.ingest_outcomes WHERE member_slug = %s", (slug,))
         admin.execute("DELETE FROM hv.schema_migrations WHERE schema_name = %s", (spec.schema,))
         admin.execute("DELETE FROM hv.members WHERE slug = %s", (slug,))
         for kind in ("reader", "writer", "owner"):
-            role = sql.Identifier(spec.role(kind))  # type: ignore[arg-type]
-            admin.execute(sql.SQL("DROP OWNED BY {}").format(role))
-            admin.execute(sql.SQL("DROP ROLE {}").format(role))
+            role = spec.role(kind)  # type: ignore[arg-type]
+            # A member placed on another server has no roles on this one.
+            if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -19,6 +19,7 @@ import yaml
 
 from hypervision.settings import Settings
 from tests.conftest import PORT_BASE, REPO, TENANTS, TEST_DATA
+from tests.public.members import remove_member
 
 SCALE_TENANTS = REPO / "tests" / "payloads" / "tenants-scale"
 SECOND_PORT = PORT_BASE + 433
@@ -42,10 +43,12 @@ def write_servers_file(path: Path, second: Settings) -> None:
     }), encoding="utf-8")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def two_servers(platform_db: Settings) -> Iterator[TwoServers]:
     """The second cluster started, the servers file written and set for the processes the
-    tests start (workers), the scale test members applied."""
+    tests start (workers), the scale test members applied; at the end of this folder's
+    tests, the scale members removed from the catalogue and the second cluster stopped, so
+    that the tests after these see the suite's members only, all on the primary."""
     from hypervision import services as svc
     from hypervision.db import connect_admin
     from hypervision.tenancy import apply as tenancy
@@ -64,6 +67,9 @@ def two_servers(platform_db: Settings) -> Iterator[TwoServers]:
             tenancy.apply(conn, load_dir(TENANTS) + load_dir(SCALE_TENANTS), Catalogue.load(),
                           settings, log=lambda _: None)
         yield TwoServers(settings, second, path)
+        with connect_admin(settings) as conn:
+            for spec in load_dir(SCALE_TENANTS):
+                remove_member(conn, spec)
     finally:
         os.environ.pop("HV_DATABASE_SERVERS_FILE", None)
         svc.stop_postgres(second)

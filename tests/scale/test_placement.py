@@ -113,3 +113,26 @@ def test_apply_twice_changes_nothing_and_plan_shows_a_move_to_make(
             " `hypervision tenants move gamma --to main`"]
         assert conn.execute("SELECT server FROM hv.members WHERE slug = 'gamma'"
                             ).fetchone() == ("second",)
+
+
+def test_migrate_applies_each_members_pending_migrations_on_its_own_server(
+    two_servers: TwoServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hypervision migrate` after an upgrade: gamma's pending migration runs on the second
+    server, where its schema and its ledger are, and the primary gets none of it."""
+    from hypervision import migrate
+    from hypervision.commands import database
+
+    monkeypatch.setattr(database, "settings_or_exit", lambda: two_servers.settings)
+    latest = max(m.version for m in migrate.load(migrate.TENANT))
+    ledger = "SELECT count(*) FROM hv.schema_migrations WHERE schema_name = 'tenant_gamma'"
+    with placement.connect_admin(two_servers.settings, "second") as second:
+        applied = second.execute(ledger).fetchone()
+        second.execute("DELETE FROM hv.schema_migrations"
+                       " WHERE schema_name = 'tenant_gamma' AND version = %s", (latest,))
+        assert database.run_migrations() == 1
+        assert second.execute(ledger).fetchone() == applied
+    with connect_admin(two_servers.settings) as primary:
+        assert primary.execute(ledger).fetchone() == (0,)
+        assert primary.execute("SELECT to_regnamespace('tenant_gamma')").fetchone() == (None,)
+    assert database.run_migrations() == 0

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import itertools
+
 import psycopg
 import typer
 
-from hypervision import migrate
+from hypervision import migrate, placement
 from hypervision.commands.common import console, fail, settings_or_exit
 from hypervision.db import connect_admin
 from hypervision.roles import member_role
 
 
 def run_migrations() -> int:
+    """The catalogue's migrations on the primary, then each member's on the database
+    server it is placed on (hypervision.placement)."""
     settings = settings_or_exit()
     with connect_admin(settings) as conn:
         count = migrate.migrate_control(conn, log=console.print)
-        members = conn.execute("SELECT slug, schema_name FROM hv.members ORDER BY slug").fetchall()
-        for slug, schema in members:
-            count += migrate.migrate_tenant(conn, schema, member_role(slug, "owner"),
-                                            log=console.print)
+        members = conn.execute(
+            "SELECT slug, schema_name, server FROM hv.members ORDER BY server NULLS FIRST, slug"
+        ).fetchall()
+    for server, placed in itertools.groupby(members, key=lambda row: row[2]):
+        with placement.connect_admin(settings, server) as conn:
+            for slug, schema, _ in placed:
+                count += migrate.migrate_tenant(conn, schema, member_role(slug, "owner"),
+                                                log=console.print)
     return count
 
 
@@ -30,4 +38,6 @@ def register(app: typer.Typer) -> None:
             count = run_migrations()
         except psycopg.OperationalError as exc:
             raise fail(f"database unreachable: {exc}") from None
+        except placement.PlacementError as exc:
+            raise fail(str(exc)) from None
         console.print(f"= {count} migration(s) applied" if count else "= up to date")
