@@ -1,8 +1,8 @@
 """Members on two database servers: a second PostgreSQL + TimescaleDB cluster started by
 the fixtures beside the suite's own, on the next port, declared in a servers file.
 
-The test members of tests/payloads/tenants-scale: `gamma`, placed on the second server
-by its file, and `delta`, created on the primary (the move tests move it).
+The test members of tests/payloads/tenants-scale: `kappa`, placed on the second server
+by its file, and `sigma`, created on the primary (the move tests move it).
 """
 
 from __future__ import annotations

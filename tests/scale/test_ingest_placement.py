@@ -99,37 +99,37 @@ def test_each_members_rows_go_to_its_server_and_a_redelivery_counts_once(
 ) -> None:
     settings = two_servers.settings
     holder, proc, _ = pipeline
-    items = batch_of(scale_simulator, {"alpha", "gamma"})
+    items = batch_of(scale_simulator, {"alpha", "kappa"})
     alpha = [i for i in items if "a1a1a1a1a1a1" in i[0]]
-    gamma = [i for i in items if "c3c3c3c3c3c3" in i[0]]
-    before = outcome_totals(settings, "gamma")
+    kappa = [i for i in items if "9a9a9a9a9a9a" in i[0]]
+    before = outcome_totals(settings, "kappa")
 
     first = proc.process(holder[0], envelopes(items))
     assert first.total(Outcome.STORED) == len(items)
     assert rows_on(settings, None, "tenant_alpha", ids_of(alpha)) == len(alpha)
-    assert rows_on(settings, "second", "tenant_gamma", ids_of(gamma)) == len(gamma)
+    assert rows_on(settings, "second", "tenant_kappa", ids_of(kappa)) == len(kappa)
 
-    # The same batch again (a redelivery): nothing written twice; gamma's receipt gives
+    # The same batch again (a redelivery): nothing written twice; kappa's receipt gives
     # its outcomes again and the primary does not count them a second time.
     again = proc.process(holder[0], envelopes(items))
-    assert again.outcomes[("gamma", Outcome.STORED)] == len(gamma)
+    assert again.outcomes[("kappa", Outcome.STORED)] == len(kappa)
     assert again.outcomes[("alpha", Outcome.DUPLICATE)] == len(alpha)
-    assert rows_on(settings, "second", "tenant_gamma", ids_of(gamma)) == len(gamma)
-    after = outcome_totals(settings, "gamma")
-    assert after.get("stored", 0) - before.get("stored", 0) == len(gamma)
+    assert rows_on(settings, "second", "tenant_kappa", ids_of(kappa)) == len(kappa)
+    after = outcome_totals(settings, "kappa")
+    assert after.get("stored", 0) - before.get("stored", 0) == len(kappa)
     assert after.get("duplicate", 0) == before.get("duplicate", 0)
 
 
 def test_losing_the_primary_between_the_two_commits_counts_the_outcomes_once(
     pipeline: Any, scale_simulator: Any, two_servers: TwoServers
 ) -> None:
-    """The second server commits gamma's rows and receipt; the primary's connection is
+    """The second server commits kappa's rows and receipt; the primary's connection is
     then cut before its own commit (the crash window). Delivered again, the batch finds
-    the receipt: no row twice, and gamma's events counted stored, once."""
+    the receipt: no row twice, and kappa's events counted stored, once."""
     settings = two_servers.settings
     holder, proc, servers = pipeline
-    items = batch_of(scale_simulator, {"gamma"})
-    before = outcome_totals(settings, "gamma")
+    items = batch_of(scale_simulator, {"kappa"})
+    before = outcome_totals(settings, "kappa")
     pid = holder[0].info.backend_pid
 
     def cut_the_primary() -> None:
@@ -141,16 +141,16 @@ def test_losing_the_primary_between_the_two_commits_counts_the_outcomes_once(
     with pytest.raises(TRANSIENT_ERRORS):
         proc.process(holder[0], envelopes(items))
     # The rows are on the second server, their outcomes nowhere yet.
-    assert rows_on(settings, "second", "tenant_gamma", ids_of(items)) == len(items)
-    assert outcome_totals(settings, "gamma") == before
+    assert rows_on(settings, "second", "tenant_kappa", ids_of(items)) == len(items)
+    assert outcome_totals(settings, "kappa") == before
 
     holder[0] = placement.connect_as(settings, None, settings.ingest_role, autocommit=True)
     again = proc.process(holder[0], envelopes(items))
     assert again.total(Outcome.STORED) == len(items)
-    after = outcome_totals(settings, "gamma")
+    after = outcome_totals(settings, "kappa")
     assert after.get("stored", 0) - before.get("stored", 0) == len(items)
     assert after.get("duplicate", 0) == before.get("duplicate", 0)
-    assert rows_on(settings, "second", "tenant_gamma", ids_of(items)) == len(items)
+    assert rows_on(settings, "second", "tenant_kappa", ids_of(items)) == len(items)
 
 
 def test_a_paused_member_waits_and_the_others_are_stored(
@@ -158,21 +158,21 @@ def test_a_paused_member_waits_and_the_others_are_stored(
 ) -> None:
     settings = two_servers.settings
     holder, proc, _ = pipeline
-    items = batch_of(scale_simulator, {"alpha", "gamma"})
-    gamma = [i for i in items if "c3c3c3c3c3c3" in i[0]]
+    items = batch_of(scale_simulator, {"alpha", "kappa"})
+    kappa = [i for i in items if "9a9a9a9a9a9a" in i[0]]
     with connect_admin(settings) as admin:
-        admin.execute("UPDATE hv.members SET ingest_paused_at = now() WHERE slug = 'gamma'")
+        admin.execute("UPDATE hv.members SET ingest_paused_at = now() WHERE slug = 'kappa'")
     try:
         result = proc.process(holder[0], envelopes(items))
     finally:
         with connect_admin(settings) as admin:
-            admin.execute("UPDATE hv.members SET ingest_paused_at = NULL WHERE slug = 'gamma'")
-    assert result.total(Outcome.STORED) == len(items) - len(gamma)
-    assert sorted(e.payload for e in result.deferred) == sorted(p for _, p in gamma)
-    assert rows_on(settings, "second", "tenant_gamma", ids_of(gamma)) == 0
+            admin.execute("UPDATE hv.members SET ingest_paused_at = NULL WHERE slug = 'kappa'")
+    assert result.total(Outcome.STORED) == len(items) - len(kappa)
+    assert sorted(e.payload for e in result.deferred) == sorted(p for _, p in kappa)
+    assert rows_on(settings, "second", "tenant_kappa", ids_of(kappa)) == 0
     # Resumed: what waited is stored.
     later = proc.process(holder[0], result.deferred)
-    assert later.total(Outcome.STORED) == len(gamma)
+    assert later.total(Outcome.STORED) == len(kappa)
     assert not later.deferred
 
 
@@ -183,18 +183,18 @@ def test_an_unreachable_server_holds_back_only_its_members(
 
     settings = two_servers.settings
     holder, proc, _ = pipeline
-    items = batch_of(scale_simulator, {"alpha", "gamma"})
-    gamma = [i for i in items if "c3c3c3c3c3c3" in i[0]]
+    items = batch_of(scale_simulator, {"alpha", "kappa"})
+    kappa = [i for i in items if "9a9a9a9a9a9a" in i[0]]
     svc.stop_postgres(two_servers.second)
     try:
         result = proc.process(holder[0], envelopes(items))
-        assert result.total(Outcome.STORED) == len(items) - len(gamma)
-        assert len(result.deferred) == len(gamma)
+        assert result.total(Outcome.STORED) == len(items) - len(kappa)
+        assert len(result.deferred) == len(kappa)
     finally:
         svc.start_postgres(two_servers.second)
     later = proc.process(holder[0], result.deferred)
-    assert later.total(Outcome.STORED) == len(gamma)
-    assert rows_on(settings, "second", "tenant_gamma", ids_of(gamma)) == len(gamma)
+    assert later.total(Outcome.STORED) == len(kappa)
+    assert rows_on(settings, "second", "tenant_kappa", ids_of(kappa)) == len(kappa)
 
 
 def test_pausing_a_member_waits_for_the_batch_writing_it(two_servers: TwoServers) -> None:
@@ -209,10 +209,10 @@ def test_pausing_a_member_waits_for_the_batch_writing_it(two_servers: TwoServers
     with placement.connect_as(settings, None, settings.ingest_role,
                               autocommit=True) as batch:
         with batch.transaction():
-            assert placement.lock_and_read(batch, ["gamma"])["gamma"].paused is False
+            assert placement.lock_and_read(batch, ["kappa"])["kappa"].paused is False
             def pause() -> None:
                 with connect_admin(settings) as primary:
-                    move._set_pause(primary, "gamma", True)
+                    move._set_pause(primary, "kappa", True)
 
             pausing = threading.Thread(target=pause)
             pausing.start()
@@ -221,9 +221,9 @@ def test_pausing_a_member_waits_for_the_batch_writing_it(two_servers: TwoServers
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
                     " AND NOT granted").fetchone()[0] == 1, what="the pause waiting")
                 assert admin.execute("SELECT ingest_paused_at FROM hv.members"
-                                     " WHERE slug = 'gamma'").fetchone() == (None,)
+                                     " WHERE slug = 'kappa'").fetchone() == (None,)
         pausing.join(timeout=30)
         assert not pausing.is_alive()
         with batch.transaction():
-            assert placement.lock_and_read(batch, ["gamma"])["gamma"].paused is True
-    move.resume(settings, "gamma")
+            assert placement.lock_and_read(batch, ["kappa"])["kappa"].paused is True
+    move.resume(settings, "kappa")

@@ -56,10 +56,10 @@ def test_without_a_servers_file_there_is_one_server_the_primary(two_servers: Two
 def test_a_tenant_file_naming_an_unknown_server_is_refused_naming_file_and_servers(
     two_servers: TwoServers, tmp_path: Path
 ) -> None:
-    text = (SCALE_TENANTS / "gamma.yaml").read_text(encoding="utf-8")
+    text = (SCALE_TENANTS / "kappa.yaml").read_text(encoding="utf-8")
     (tmp_path / "omega.yaml").write_text(
-        text.replace("name: gamma", "name: omega").replace("server: second", "server: nowhere")
-        .replace("c3c3c3c3c3c3", "e5e5e5e5e5e5"), encoding="utf-8")
+        text.replace("name: kappa", "name: omega").replace("server: second", "server: nowhere")
+        .replace("9a9a9a9a9a9a", "e5e5e5e5e5e5"), encoding="utf-8")
     with connect_admin(two_servers.settings) as conn, pytest.raises(
             placement.PlacementError,
             match=r"tenants/omega.yaml: server: unknown database server 'nowhere'.*main, second"):
@@ -71,26 +71,26 @@ def test_apply_creates_the_member_on_its_server_and_the_catalogue_on_the_primary
 ) -> None:
     with connect_admin(two_servers.settings) as primary, \
             placement.connect_admin(two_servers.settings, "second") as second:
-        assert primary.execute("SELECT server FROM hv.members WHERE slug = 'gamma'"
+        assert primary.execute("SELECT server FROM hv.members WHERE slug = 'kappa'"
                                ).fetchone() == ("second",)
-        assert primary.execute("SELECT count(*) FROM hv.devices WHERE member_slug = 'gamma'"
+        assert primary.execute("SELECT count(*) FROM hv.devices WHERE member_slug = 'kappa'"
                                ).fetchone() == (2,)
         here = "SELECT count(*) FROM pg_namespace WHERE nspname = %s"
-        assert primary.execute(here, ("tenant_gamma",)).fetchone() == (0,)
-        assert second.execute(here, ("tenant_gamma",)).fetchone() == (1,)
+        assert primary.execute(here, ("tenant_kappa",)).fetchone() == (0,)
+        assert second.execute(here, ("tenant_kappa",)).fetchone() == (1,)
         assert second.execute(here, ("tenant_alpha",)).fetchone() == (0,)
         # The second server has the control schema's structure, none of its rows.
         assert second.execute("SELECT count(*) FROM hv.members").fetchone() == (0,)
-        assert second.execute("SELECT to_regclass('tenant_gamma.uplinks') IS NOT NULL"
+        assert second.execute("SELECT to_regclass('tenant_kappa.uplinks') IS NOT NULL"
                               ).fetchone() == (True,)
         # Hypertables, as on the primary.
         assert second.execute(
             "SELECT count(*) FROM timescaledb_information.hypertables"
-            " WHERE hypertable_schema = 'tenant_gamma'").fetchone()[0] >= 3
+            " WHERE hypertable_schema = 'tenant_kappa'").fetchone()[0] >= 3
 
     # The member's reader logs in on the second server with its one password.
-    with placement.connect_as(two_servers.settings, "second", "gamma_reader") as reader:
-        assert reader.execute("SELECT count(*) FROM tenant_gamma.uplinks").fetchone() is not None
+    with placement.connect_as(two_servers.settings, "second", "kappa_reader") as reader:
+        assert reader.execute("SELECT count(*) FROM tenant_kappa.uplinks").fetchone() is not None
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute("SELECT count(*) FROM hv.ingest_receipts")
 
@@ -103,36 +103,36 @@ def test_apply_twice_changes_nothing_and_plan_shows_a_move_to_make(
         steps = tenancy.apply(conn, specs, Catalogue.load(), two_servers.settings,
                               log=lambda _: None)
         assert [str(s) for s in steps if s.symbol in "+~-"] == []
-        # gamma's file now names the primary: plan says how to move it, and apply leaves
+        # kappa's file now names the primary: plan says how to move it, and apply leaves
         # it where it is.
-        moved = [s.model_copy(update={"server": "main"}) if s.name == "gamma" else s
+        moved = [s.model_copy(update={"server": "main"}) if s.name == "kappa" else s
                  for s in specs]
         steps = tenancy.plan(conn, moved, Catalogue.load(), two_servers.settings)
-        assert [str(s) for s in steps if s.symbol == "!" and "gamma" in s.what] == [
-            "! gamma: on server second, its file names main: run"
-            " `hypervision tenants move gamma --to main`"]
-        assert conn.execute("SELECT server FROM hv.members WHERE slug = 'gamma'"
+        assert [str(s) for s in steps if s.symbol == "!" and "kappa" in s.what] == [
+            "! kappa: on server second, its file names main: run"
+            " `hypervision tenants move kappa --to main`"]
+        assert conn.execute("SELECT server FROM hv.members WHERE slug = 'kappa'"
                             ).fetchone() == ("second",)
 
 
 def test_migrate_applies_each_members_pending_migrations_on_its_own_server(
     two_servers: TwoServers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`hypervision migrate` after an upgrade: gamma's pending migration runs on the second
+    """`hypervision migrate` after an upgrade: kappa's pending migration runs on the second
     server, where its schema and its ledger are, and the primary gets none of it."""
     from hypervision import migrate
     from hypervision.commands import database
 
     monkeypatch.setattr(database, "settings_or_exit", lambda: two_servers.settings)
     latest = max(m.version for m in migrate.load(migrate.TENANT))
-    ledger = "SELECT count(*) FROM hv.schema_migrations WHERE schema_name = 'tenant_gamma'"
+    ledger = "SELECT count(*) FROM hv.schema_migrations WHERE schema_name = 'tenant_kappa'"
     with placement.connect_admin(two_servers.settings, "second") as second:
         applied = second.execute(ledger).fetchone()
         second.execute("DELETE FROM hv.schema_migrations"
-                       " WHERE schema_name = 'tenant_gamma' AND version = %s", (latest,))
+                       " WHERE schema_name = 'tenant_kappa' AND version = %s", (latest,))
         assert database.run_migrations() == 1
         assert second.execute(ledger).fetchone() == applied
     with connect_admin(two_servers.settings) as primary:
         assert primary.execute(ledger).fetchone() == (0,)
-        assert primary.execute("SELECT to_regnamespace('tenant_gamma')").fetchone() == (None,)
+        assert primary.execute("SELECT to_regnamespace('tenant_kappa')").fetchone() == (None,)
     assert database.run_migrations() == 0

@@ -20,7 +20,7 @@ from tests.scale.conftest import TwoServers
 
 pytestmark = pytest.mark.services
 
-AIR = "c3c3c3c3c3c30002"
+AIR = "9a9a9a9a9a9a0002"
 T0 = datetime(2025, 1, 1, 10, 0, tzinfo=UTC)
 WINDOW = {"start": "2025-01-01T00:00:00Z", "end": "2025-01-02T00:00:00Z"}
 SETUP = accounts.Who("system:test-setup")
@@ -33,43 +33,43 @@ def test_measurements_uplinks_and_exports_of_a_member_on_the_second_server(
     with placement.connect_admin(settings, "second") as second:
         for minute in range(60):
             at = T0 + timedelta(minutes=minute)
-            dedup = uuid.uuid5(uuid.NAMESPACE_URL, f"hv-test:gamma:{minute}")
+            dedup = uuid.uuid5(uuid.NAMESPACE_URL, f"hv-test:kappa:{minute}")
             second.execute(sql.SQL(
                 "INSERT INTO {} (time, received_at, dev_eui, deduplication_id, f_cnt, f_port,"
                 " data, event) VALUES (%s, %s, %s, %s, %s, 85, %s, %s) ON CONFLICT DO NOTHING"
-            ).format(sql.Identifier("tenant_gamma", "uplinks")),
+            ).format(sql.Identifier("tenant_kappa", "uplinks")),
                 (at, at, AIR, dedup, minute, bytes([minute]), Json({"fCnt": minute})))
             second.execute(sql.SQL(
                 "INSERT INTO {} (time, dev_eui, metric, value, unit, deduplication_id)"
                 " VALUES (%s, %s, 'co2', %s, 'ppm', %s) ON CONFLICT DO NOTHING"
-            ).format(sql.Identifier("tenant_gamma", "measurements")),
+            ).format(sql.Identifier("tenant_kappa", "measurements")),
                 (at, AIR, 400.0 + minute, dedup))
     with connect_admin(settings) as conn:
-        accounts.upsert_account(conn, SETUP, email="gina@gamma.example.org", name="Gina",
-                                member="gamma", rights=["read", "export"])
-        token = accounts.create_token(conn, SETUP, email="gina@gamma.example.org").secret
-        assert conn.execute("SELECT to_regclass('tenant_gamma.measurements')"
+        accounts.upsert_account(conn, SETUP, email="gina@kappa.example.org", name="Gina",
+                                member="kappa", rights=["read", "export"])
+        token = accounts.create_token(conn, SETUP, email="gina@kappa.example.org").secret
+        assert conn.execute("SELECT to_regclass('tenant_kappa.measurements')"
                             ).fetchone() == (None,)
     headers = {"Authorization": f"Bearer {token}"}
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        measurements = client.get("/api/v1/members/gamma/measurements",
+        measurements = client.get("/api/v1/members/kappa/measurements",
                                   params={**WINDOW, "devices": AIR}, headers=headers)
         assert measurements.status_code == 200, measurements.text
         rows = measurements.json()["rows"]
         assert len(rows) == 60 and rows[-1]["value"] == 459.0
 
-        uplinks = client.get("/api/v1/members/gamma/uplinks", params={**WINDOW, "limit": 7},
+        uplinks = client.get("/api/v1/members/kappa/uplinks", params={**WINDOW, "limit": 7},
                              headers=headers)
         assert uplinks.status_code == 200, uplinks.text
         assert len(uplinks.json()["items"]) == 7
 
-        export = client.get("/api/v1/members/gamma/exports/measurements.csv",
+        export = client.get("/api/v1/members/kappa/exports/measurements.csv",
                             params={**WINDOW, "devices": AIR}, headers=headers)
         assert export.status_code == 200, export.text
         assert len(list(csv.DictReader(io.StringIO(export.text)))) == 60
 
         # A stranger still gets 404: scoping is unchanged.
         with connect_admin(settings) as conn:
-            stranger = accounts.create_token(conn, SETUP, email="gina@gamma.example.org")
+            stranger = accounts.create_token(conn, SETUP, email="gina@kappa.example.org")
         assert client.get("/api/v1/members/alpha/measurements", params=WINDOW, headers={
             "Authorization": f"Bearer {stranger.secret}"}).status_code == 404
