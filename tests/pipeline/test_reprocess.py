@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -51,9 +52,12 @@ def test_reprocessing_after_a_codec_change_replaces_measurements_without_doublin
     catalogue = Catalogue.load(tmp_path)
     before = admin.execute("SELECT count(*) FROM tenant_alpha.measurements").fetchone()[0]
 
-    start = min(json.loads(p)["time"] for _, p in items)
-    filters = reprocess.Filters(dev_eui=WATER, start=reprocess.datetime.fromisoformat(
-        start.replace("000+00:00", "+00:00")))
+    # The window of these 20 uplinks: other tests store uplinks of this meter too, one of
+    # them dated days ahead (a gateway clock in the future).
+    times = sorted(reprocess.datetime.fromisoformat(json.loads(p)["time"].replace(
+        "000+00:00", "+00:00")) for _, p in items)
+    filters = reprocess.Filters(dev_eui=WATER, start=times[0],
+                                end=times[-1] + dt.timedelta(microseconds=1))
     job = reprocess.start(admin, "alpha", filters, actor="cli:test-reprocess")
     assert job.total == 20
     # Interrupted after one page of 7 ...
