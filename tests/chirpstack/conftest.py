@@ -78,14 +78,21 @@ def keys_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def catalogue_db(admin: psycopg.Connection) -> psycopg.Connection:
-    """The admin connection, with the ChirpStack records of earlier tests forgotten (each
-    test has a fresh ChirpStack)."""
+def _forget_chirpstack_records(admin: psycopg.Connection) -> None:
     for table in ("hv.chirpstack_device_profiles", "hv.chirpstack_applications",
                   "hv.chirpstack_tenants", "hv.gateways"):
         admin.execute(f"DELETE FROM {table}")
-    return admin
+
+
+@pytest.fixture
+def catalogue_db(admin: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """The admin connection, with the ChirpStack records of earlier tests forgotten (each
+    test has a fresh ChirpStack), and this test's forgotten after it: a member's recorded
+    application makes the pipeline refuse events from any other (the simulators' ids),
+    which the tests after these would otherwise inherit."""
+    _forget_chirpstack_records(admin)
+    yield admin
+    _forget_chirpstack_records(admin)
 
 
 @pytest.fixture
