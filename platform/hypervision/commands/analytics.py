@@ -9,8 +9,6 @@ written to the audit trail.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any, cast
 from zoneinfo import ZoneInfo
 
@@ -24,8 +22,7 @@ from hypervision import audit
 from hypervision.alerts import lifecycle, notify
 from hypervision.analytics import air, health, members, rollups, rounds, waste, water
 from hypervision.analytics.config import ConfigError, MemberAnalytics
-from hypervision.commands.common import console, fail, settings_or_exit
-from hypervision.db import connect_admin
+from hypervision.commands.common import admin_db, console, fail, settings_or_exit
 
 rollups_app = typer.Typer(help="Hourly and daily rollups: refresh, backfill, status.",
                           no_args_is_help=True)
@@ -41,18 +38,8 @@ alerts_app = typer.Typer(help="Alerts: list, acknowledge, close, evaluate now.",
 Member = Annotated[str, typer.Argument(help="The member's slug.")]
 DevEui = Annotated[str, typer.Argument(help="The device's DevEUI (16 hex digits).")]
 By = Annotated[str | None, typer.Option("--by", help="Who acts (default: the OS user).")]
-
-
-@contextmanager
-def _admin() -> Iterator[psycopg.Connection]:
-    settings = settings_or_exit()
-    try:
-        with connect_admin(settings) as conn:
-            yield conn
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
-    except (LookupError, ConfigError, ValueError, lifecycle.AlertError) as exc:
-        raise fail(str(exc)) from None
+# What the commands report as exit code 1 with the reason.
+ERRORS = (LookupError, ConfigError, ValueError, lifecycle.AlertError)
 
 
 def _members(conn: psycopg.Connection, slug: str | None) -> list[members.Member]:
@@ -99,7 +86,7 @@ def rollups_refresh(member: Annotated[str | None, typer.Argument(
         help="Only this member (default: all).")] = None) -> None:
     """Bring rollups and derived tables up to date now (what the beat job does)."""
     settings = settings_or_exit()
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         for m in _members(conn, member):
             r = rollups.refresh(conn, m, settings)
             if r.skipped:
@@ -119,7 +106,7 @@ def rollups_backfill(
 ) -> None:
     """Recompute rollups and derived tables from the measurements over a period."""
     settings = settings_or_exit()
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         zone = _config(conn, m).timezone
         a, b = _when(start, zone), _when(end, zone)
@@ -143,7 +130,7 @@ def rollups_backfill(
 @rollups_app.command("status")
 def rollups_status(member: Annotated[str | None, typer.Argument()] = None) -> None:
     """Last refresh and measurements waiting for the next one, per member."""
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         table = Table("member", "last refresh (UTC)", "waiting measurements")
         for m in _members(conn, member):
             lag = rollups.lag(conn, m)
@@ -160,7 +147,7 @@ def water_index(
     at: Annotated[str, typer.Option("--at", help="When (ISO date or date-time).")],
 ) -> None:
     """The meter's index at a date, for billing: measured, or interpolated (estimated)."""
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         config = _config(conn, m)
         device = members.devices(conn, m.schema, dev_euis=[dev_eui.lower()]).get(dev_eui.lower())
@@ -192,7 +179,7 @@ def water_consumption(
     """Litres consumed per hour, day or month (from the rollups)."""
     if by not in ("hour", "day", "month"):
         raise fail("--by is hour, day or month")
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         zone = _config(conn, m).timezone
         rows = water.consumption(conn, m.schema, dev_eui.lower(), _when(start, zone),
@@ -211,7 +198,7 @@ def water_leaks(
     night: Annotated[str | None, typer.Option(help="Last night (date it ends on).")] = None,
 ) -> None:
     """Meters whose night flow never fell to zero for the member's number of nights."""
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         config = _config(conn, m)
         last = (dt.date.fromisoformat(night) if night
@@ -235,7 +222,7 @@ def waste_today(
     at: Annotated[str | None, typer.Option("--at", help="As of (default: now).")] = None,
 ) -> None:
     """Containers to empty today: above the threshold, or full before the next round."""
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         config = _config(conn, m)
         when = _when(at, config.timezone, _now())
@@ -261,7 +248,7 @@ def waste_round(member: Member) -> None:
     (analytics.waste.depot): stops in order, with the distance of each leg. Read only: the
     refresh job keeps the dashboard's copy."""
     settings = settings_or_exit()
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         config = _config(conn, m)
         try:
@@ -293,7 +280,7 @@ def air_icone(
     building: Annotated[str | None, typer.Option(help="Only this building.")] = None,
 ) -> None:
     """ICONE and time above the CO2 thresholds per room, over occupied hours."""
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         config = _config(conn, m)
         rows = air.rooms(conn, m.schema, _when(start, config.timezone),
@@ -317,7 +304,7 @@ def air_icone(
 @health_app.command("devices")
 def health_devices(member: Member) -> None:
     """Battery, silence, lost uplinks and radio trend of each device."""
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         config = _config(conn, m)
         rows = health.devices(conn, m.schema, _now(), config.health)
@@ -337,7 +324,7 @@ def health_devices(member: Member) -> None:
 @health_app.command("gateways")
 def health_gateways(member: Member) -> None:
     """Gateways that heard the member's devices, and those that stopped hearing."""
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         config = _config(conn, m)
         rows = health.gateways(conn, m.schema, _now(), config.health)
@@ -362,7 +349,7 @@ def alerts_list(
     for s in state or []:
         if s not in ("open", "acknowledged", "closed"):
             raise fail(f"unknown state {s!r}")
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         zone = members.settings_of(conn, m.schema).timezone
         # Every state was checked above.
@@ -378,7 +365,7 @@ def alerts_list(
 def _act(member: str, alert_id: int, by: str | None, action: str, reason: str = "") -> None:
     actor = audit.cli_actor()
     who = by or actor.removeprefix("cli:")
-    with _admin() as conn, conn.transaction():
+    with admin_db(*ERRORS) as conn, conn.transaction():
         m = members.member(conn, member)
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(m.owner)))
         if action == "acknowledge":
@@ -411,7 +398,7 @@ def alerts_close(
 def alerts_evaluate(member: Annotated[str | None, typer.Argument()] = None) -> None:
     """Evaluate the rules and send due notifications now (what the beat job does)."""
     settings = settings_or_exit()
-    with _admin() as conn:
+    with admin_db(*ERRORS) as conn:
         for m in _members(conn, member):
             result = lifecycle.evaluate_member(conn, m, settings)
             zone = members.settings_of(conn, m.schema).timezone

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import psycopg
 import typer
 from rich.table import Table
 
 from hypervision import audit
-from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.commands.common import console, exit_on_errors, fail, settings_or_exit
 from hypervision.db import connect_admin
 
 audit_app = typer.Typer(help="The append-only, hash-chained audit trail.", no_args_is_help=True)
@@ -33,11 +32,8 @@ def verify(
         kept = audit.read_anchors(anchors) if anchors is not None else []
     except OSError as exc:
         raise fail(f"cannot read {anchors}: {exc}") from None
-    try:
-        with connect_admin(settings) as conn:
-            result = audit.verify(conn, anchors=kept)
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
+    with exit_on_errors(), connect_admin(settings) as conn:
+        result = audit.verify(conn, anchors=kept)
     for problem in result.problems:
         console.print(f"[red]✗ {problem}[/]")
     if not result.ok:

@@ -7,12 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import psycopg
 import typer
 from rich.table import Table
 
 from hypervision import backup, backup_encryption
-from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.commands.common import console, exit_on_errors, fail, settings_or_exit
 
 backup_app = typer.Typer(help="Backups: run, list and restore archives.", no_args_is_help=True)
 MemberOption = Annotated[
@@ -45,14 +44,10 @@ def run(
 ) -> None:
     """Write a new archive now (full, or one member's), then apply the rotation."""
     settings = settings_or_exit()
-    try:
+    with exit_on_errors(backup.BackupError):
         archive = backup.run_backup(settings, member=member, unencrypted=unencrypted,
                                     log=console.print)
         backup.rotate(settings, log=console.print)
-    except backup.BackupError as exc:
-        raise fail(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
     console.print(f"= {archive.name}: {_size(archive.size())} in {archive.path.parent}")
 
 
@@ -103,7 +98,7 @@ def restore(
     transaction, in the live database.
     """
     settings = settings_or_exit()
-    try:
+    with exit_on_errors(backup.BackupError):
         archive = backup.find_archive(settings, archive_ref)
         if member is None and archive.scope != "full":
             raise backup.BackupError(f"archive {archive.name} holds one member only: add"
@@ -127,10 +122,6 @@ def restore(
                               + ", ".join(f"DROP DATABASE {name};" for name in kept))
             console.print("= then: `hypervision migrate` and `hypervision tenants apply`,"
                           " and start the services again")
-    except backup.BackupError as exc:
-        raise fail(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
 
 
 @backup_app.command("keygen")

@@ -18,7 +18,7 @@ import typer
 from hypervision import audit
 from hypervision.analytics import billing, members
 from hypervision.analytics.config import ConfigError
-from hypervision.commands.common import console, err_console, fail, settings_or_exit
+from hypervision.commands.common import console, err_console, exit_on_errors, fail, settings_or_exit
 from hypervision.db import connect_admin, connect_member
 
 
@@ -48,19 +48,14 @@ def billing_command(
     day = _day(date, "--date")
     out = output or Path(f"billing-{member}-{day.isoformat()}.csv")
     partial = out.with_name(out.name + ".partial")
-    try:
-        with connect_admin(settings) as admin:
-            m = members.member(admin, member)
-            config = members.sync(admin, m)
-            first: dt.date | None
-            if start is not None:
-                first = _day(start, "--from")
-            else:
-                first = billing.previous_billing(admin, m.slug, day)
-    except (LookupError, ConfigError) as exc:
-        raise fail(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
+    with exit_on_errors(LookupError, ConfigError), connect_admin(settings) as admin:
+        m = members.member(admin, member)
+        config = members.sync(admin, m)
+        first: dt.date | None
+        if start is not None:
+            first = _day(start, "--from")
+        else:
+            first = billing.previous_billing(admin, m.slug, day)
     at = billing.billing_instant(day, config.timezone)
     period = None if first is None else billing.billing_instant(first, config.timezone)
     if period is not None and period >= at:

@@ -27,9 +27,11 @@ from hypervision.chirpstack.client import ChirpStack, ChirpStackError
 from hypervision.chirpstack.encoders import ENCODERS, EncodeError, encoder_for
 from hypervision.chirpstack.network import Network, NetworkError, load_keys, load_network
 from hypervision.commands.common import (
+    admin_db,
     catalogue_or_exit,
     console,
     err_console,
+    exit_on_errors,
     fail,
     settings_or_exit,
 )
@@ -51,26 +53,9 @@ SYMBOL_STYLE = {"+": "green", "~": "yellow", "-": "red", "=": "dim"}
 def _session() -> Iterator[tuple[psycopg.Connection, ChirpStack]]:
     """The catalogue and ChirpStack; their failures become exit code 1 with the reason."""
     settings = settings_or_exit()
-    try:
-        with ChirpStack.from_settings(settings) as client, connect_admin(settings) as conn:
-            yield conn, client
-    except ChirpStackError as exc:
-        raise fail(str(exc)) from None
-    except provision.ProvisionError as exc:
-        raise fail(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
-
-
-@contextmanager
-def _database() -> Iterator[psycopg.Connection]:
-    """The catalogue (superuser); unreachable becomes exit code 1 with the reason."""
-    settings = settings_or_exit()
-    try:
-        with connect_admin(settings) as conn:
-            yield conn
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
+    with exit_on_errors(ChirpStackError, provision.ProvisionError), \
+            ChirpStack.from_settings(settings) as client, connect_admin(settings) as conn:
+        yield conn, client
 
 
 def _inputs(folder: Path | None) -> tuple[list[TenantSpec], Network, dict[str, str]]:
@@ -182,7 +167,7 @@ STATE_STYLE = {"ONLINE": "green", "OFFLINE": "red", "NEVER_SEEN": "yellow"}
 @gateways_app.command("list")
 def gateways_list() -> None:
     """The gateways as last read from ChirpStack (run `gateways sync` to refresh)."""
-    with _database() as conn:
+    with admin_db() as conn:
         rows = gateways.listing(conn)
     read = min((r["synced_at"] for r in rows), default=None)
     # Ids and states are what operators copy and grep: never cut them.
@@ -244,7 +229,7 @@ def downlinks_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """A device's latest downlinks and their state."""
-    with _database() as conn:
+    with admin_db() as conn:
         target = downlinks.find_device(conn, dev_eui)
         if target is None:
             raise fail(f"device {dev_eui} not found")
@@ -262,7 +247,7 @@ def downlinks_list(
 def downlinks_track() -> None:
     """Update every member's downlinks from the txack/ack events stored so far, and mark
     `expired` those never transmitted within HV_DOWNLINK_EXPIRY seconds."""
-    with _database() as conn:
+    with admin_db() as conn:
         changed = downlinks.track_all(conn,
                                       expire_after_s=settings_or_exit().downlink_expiry)
     for slug, count in changed.items():

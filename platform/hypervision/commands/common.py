@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
+import psycopg
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
 from hypervision import audit
 from hypervision.accounts import Who
+from hypervision.db import connect_admin
 from hypervision.settings import Settings, get_settings
 from ingest.decode import Catalogue, CatalogueError
 
@@ -32,6 +36,27 @@ def settings_or_exit() -> Settings:
             f"HV_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
         raise fail(f"configuration: {problems} (see .env.example)") from None
+
+
+@contextmanager
+def exit_on_errors(*errors: type[Exception]) -> Iterator[None]:
+    """A command's work: the database being unreachable, and the domain errors given,
+    become exit code 1 with the reason instead of a traceback."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise fail(f"database unreachable: {exc}") from None
+    except errors as exc:
+        raise fail(str(exc)) from None
+
+
+@contextmanager
+def admin_db(*errors: type[Exception],
+             settings: Settings | None = None) -> Iterator[psycopg.Connection]:
+    """A superuser connection to the primary for a command (the settings from the
+    environment unless given), with `exit_on_errors(*errors)` around its use."""
+    with exit_on_errors(*errors), connect_admin(settings or settings_or_exit()) as conn:
+        yield conn
 
 
 def catalogue_or_exit(settings: Settings | None = None) -> Catalogue:

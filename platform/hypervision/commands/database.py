@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 
-import psycopg
 import typer
 
 from hypervision import migrate, placement
-from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.commands.common import console, exit_on_errors, settings_or_exit
 from hypervision.db import connect_admin
 from hypervision.roles import member_role
 
@@ -34,10 +33,6 @@ def register(app: typer.Typer) -> None:
     @app.command("migrate")
     def migrate_command() -> None:
         """Apply pending migrations: the catalogue, then every member schema."""
-        try:
+        with exit_on_errors(placement.PlacementError):
             count = run_migrations()
-        except psycopg.OperationalError as exc:
-            raise fail(f"database unreachable: {exc}") from None
-        except placement.PlacementError as exc:
-            raise fail(str(exc)) from None
         console.print(f"= {count} migration(s) applied" if count else "= up to date")

@@ -25,7 +25,7 @@ from rich.progress import (
 )
 
 from hypervision import archive, audit
-from hypervision.commands.common import console, err_console, fail, settings_or_exit
+from hypervision.commands.common import console, err_console, exit_on_errors, fail, settings_or_exit
 from hypervision.db import connect_admin, connect_member
 from hypervision.export import (
     FORMATS,
@@ -108,13 +108,8 @@ def export_command(
     _choice(fmt, FORMATS, "format")
     if cursor is None and cursor_file is not None and cursor_file.exists():
         cursor = cursor_file.read_text(encoding="utf-8").strip() or None
-    try:
-        with connect_admin(settings) as admin:
-            spec = archive.load_member(admin, member)
-    except archive.ArchiveError as exc:
-        raise fail(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
+    with exit_on_errors(archive.ArchiveError), connect_admin(settings) as admin:
+        spec = archive.load_member(admin, member)
     pseudonymiser = _pseudonymiser(settings, spec, recipient, coarsen)
     names = {d.dev_eui: d.name for d in spec.devices}
     flt = ExportFilter(start=start, end=end, devices=tuple(device or ()),
@@ -171,26 +166,22 @@ def tenant_export(
     out = output or archive.default_archive_name(slug)
     if not archive.archive_suffix_ok(out):
         raise fail(f"{out}: the archive name must end in .tar, .tar.gz, .tgz or .zip")
-    try:
-        with connect_admin(settings) as conn, _progress() as bar:
-            tasks: dict[str, Any] = {}
+    with exit_on_errors(archive.ArchiveError), connect_admin(settings) as conn, \
+            _progress() as bar:
+        tasks: dict[str, Any] = {}
 
-            def progress(step: str, done: int, total: int | None) -> None:
-                if step not in tasks:
-                    tasks[step] = bar.add_task(step, total=total)
-                bar.update(tasks[step], completed=done, total=total)
+        def progress(step: str, done: int, total: int | None) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
 
-            result = archive.export_member(conn, settings, slug, out, progress=progress)
-            audit.record(conn, actor=actor or audit.cli_actor(), member=slug,
-                         action="tenant.export", target=str(out), source="cli",
-                         params={"fingerprint": result.fingerprint,
-                                 "counts": result.manifest.counts},
-                         rows=sum(result.manifest.counts.get(t, 0)
-                                  for t in result.manifest.tables))
-    except archive.ArchiveError as exc:
-        raise fail(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
+        result = archive.export_member(conn, settings, slug, out, progress=progress)
+        audit.record(conn, actor=actor or audit.cli_actor(), member=slug,
+                     action="tenant.export", target=str(out), source="cli",
+                     params={"fingerprint": result.fingerprint,
+                             "counts": result.manifest.counts},
+                     rows=sum(result.manifest.counts.get(t, 0)
+                              for t in result.manifest.tables))
     counts = ", ".join(f"{k} {v}" for k, v in result.manifest.counts.items())
     console.print(f"= {slug} archived to {out} ({counts})")
     console.print(f"fingerprint (SHA-256 of manifest.json): {result.fingerprint}")
@@ -208,27 +199,23 @@ def tenant_import(
     """Check an archive against its manifest, declare its member, restore its data.
     Idempotent: importing the same archive again adds nothing."""
     settings = settings_or_exit()
-    try:
-        with connect_admin(settings) as conn, _progress() as bar:
-            tasks: dict[str, Any] = {}
+    with exit_on_errors(archive.ArchiveError), connect_admin(settings) as conn, \
+            _progress() as bar:
+        tasks: dict[str, Any] = {}
 
-            def progress(step: str, done: int, total: int | None) -> None:
-                if step not in tasks:
-                    tasks[step] = bar.add_task(step, total=total)
-                bar.update(tasks[step], completed=done, total=total)
+        def progress(step: str, done: int, total: int | None) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
 
-            result = archive.import_member(conn, settings, path, as_slug=as_slug,
-                                           fingerprint=fingerprint, progress=progress,
-                                           log=err_console.print)
-            audit.record(conn, actor=actor or audit.cli_actor(), member=result.slug,
-                         action="tenant.import", target=str(path), source="cli",
-                         params={"fingerprint": result.fingerprint,
-                                 "inserted": result.inserted, "skipped": result.skipped},
-                         rows=sum(result.inserted.values()))
-    except archive.ArchiveError as exc:
-        raise fail(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
+        result = archive.import_member(conn, settings, path, as_slug=as_slug,
+                                       fingerprint=fingerprint, progress=progress,
+                                       log=err_console.print)
+        audit.record(conn, actor=actor or audit.cli_actor(), member=result.slug,
+                     action="tenant.import", target=str(path), source="cli",
+                     params={"fingerprint": result.fingerprint,
+                             "inserted": result.inserted, "skipped": result.skipped},
+                     rows=sum(result.inserted.values()))
     for table, count in result.inserted.items():
         console.print(f"+ {result.slug}: {table}: {count} rows restored")
     for table, why in result.skipped.items():

@@ -23,8 +23,7 @@ import typer
 
 from hypervision import audit, opendata, qr, retention
 from hypervision import register as reg
-from hypervision.commands.common import console, fail, settings_or_exit
-from hypervision.db import connect_admin
+from hypervision.commands.common import admin_db, console, fail, settings_or_exit
 from hypervision.export.formats import csv_safe
 from hypervision.public import labels as labels_mod
 from hypervision.public import records
@@ -32,7 +31,6 @@ from hypervision.public.access import ensure_public_role
 from hypervision.public.render import render
 from hypervision.public.texts import UI
 from hypervision.register import Lang
-from hypervision.settings import Settings
 
 retention_app = typer.Typer(help="Retention per member and data class.", no_args_is_help=True)
 opendata_app = typer.Typer(help="Open aggregates with small groups suppressed.",
@@ -48,13 +46,6 @@ def _lang(value: str) -> Lang:
     if value not in reg.LANGS:
         raise fail(f"--lang must be one of {', '.join(reg.LANGS)}")
     return value
-
-
-def _connect(settings: Settings) -> psycopg.Connection:
-    try:
-        return connect_admin(settings)
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
 
 
 def _member(conn: psycopg.Connection, slug: str) -> records.PublicMember:
@@ -74,7 +65,7 @@ def labels(
     if output.suffix not in (".pdf", ".html"):
         raise fail("--output must end in .pdf or .html")
     settings = settings_or_exit()
-    with _connect(settings) as conn:
+    with admin_db(settings=settings) as conn:
         name = _member(conn, member).name
         devices = records.member_devices(conn, member)
     if not devices:
@@ -99,7 +90,7 @@ def qr_code(
     if output.suffix not in (".svg", ".png"):
         raise fail("--output must end in .svg or .png")
     settings = settings_or_exit()
-    with _connect(settings) as conn:
+    with admin_db(settings=settings) as conn:
         row = conn.execute("SELECT public_id FROM hv.devices WHERE dev_eui = %s",
                            (dev_eui.strip().lower().replace(":", ""),)).fetchone()
     if row is None:
@@ -118,7 +109,7 @@ def register_command(
     """Print (or write) the member's register of processing activities."""
     language = _lang(lang)
     settings = settings_or_exit()
-    with _connect(settings) as conn:
+    with admin_db(settings=settings) as conn:
         found = _member(conn, member)
         register = reg.build(found, records.member_devices(conn, member), settings,
                              records.network_operator(conn), language)
@@ -165,7 +156,7 @@ def _print_plan(plans: list[retention.MemberPlan]) -> None:
 def retention_plan(member: MemberOption = None) -> None:
     """Show what a run would delete, per member, table and data class. Writes nothing."""
     settings = settings_or_exit()
-    with _connect(settings) as conn:
+    with admin_db(settings=settings) as conn:
         _print_plan(retention.plan(conn, members=member))
 
 
@@ -177,7 +168,7 @@ def retention_run(
 ) -> None:
     """Delete what has expired now (the daily job does the same), with an audit entry."""
     settings = settings_or_exit()
-    with _connect(settings) as conn:
+    with admin_db(settings=settings) as conn:
         if dry_run:
             _print_plan(retention.plan(conn, members=member))
             return
@@ -221,7 +212,7 @@ def _opendata(kind: opendata.Kind, member: str, first: dt.datetime, last: dt.dat
     threshold = k if k is not None else settings.opendata_k
     if threshold < 2:
         raise fail("-k must be at least 2")
-    with _connect(settings) as conn:
+    with admin_db(settings=settings) as conn:
         _member(conn, member)
         rows = opendata.member_aggregates(conn, member, kind, first.date(), last.date(),
                                           threshold)
@@ -258,7 +249,7 @@ def opendata_fill(member: str, first: First, last: Last, k: KOption = None,
 def public_setup() -> None:
     """Create or update the public pages' role (login, password, the public views only)."""
     settings = settings_or_exit()
-    with _connect(settings) as conn:
+    with admin_db(settings=settings) as conn:
         ensure_public_role(conn, settings)
     console.print(f"= role {settings.public_role}: password and grants")
 

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import psycopg
 import typer
 from psycopg.rows import dict_row
 
 from hypervision import audit
-from hypervision.commands.common import console, fail, settings_or_exit
-from hypervision.db import connect_admin
-from hypervision.settings import Settings
+from hypervision.commands.common import admin_db, console, settings_or_exit
 from hypervision.sharing import agreements, deliveries, opendata_catalogue
 
 shares_app = typer.Typer(help="Sharing agreements, deliveries and open data.",
@@ -32,17 +29,10 @@ MemberOption = Annotated[str | None, typer.Option(
     "--member", "-m", help="Only the agreements this member grants or receives.")]
 
 
-def _connect(settings: Settings) -> psycopg.Connection:
-    try:
-        return connect_admin(settings)
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
-
-
 @shares_app.command("list")
 def list_agreements(member: MemberOption = None) -> None:
     """Agreements, their recipient, dates and state."""
-    with _connect(settings_or_exit()) as conn, conn.cursor(row_factory=dict_row) as cur:
+    with admin_db() as conn, conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             "SELECT * FROM hv.share_agreements WHERE %(m)s::text IS NULL OR provider = %(m)s"
             " OR recipient_member = %(m)s ORDER BY provider, name", {"m": member}).fetchall()
@@ -58,7 +48,7 @@ def list_agreements(member: MemberOption = None) -> None:
 @shares_app.command("deliveries")
 def list_deliveries(member: MemberOption = None) -> None:
     """The delivery log, newest first."""
-    with _connect(settings_or_exit()) as conn:
+    with admin_db() as conn:
         if member is None:
             slugs = [r[0] for r in conn.execute("SELECT slug FROM hv.members ORDER BY slug")]
         else:
@@ -90,7 +80,7 @@ def signing_key(provider: str, name: str) -> None:
 @shares_app.command("expire")
 def expire() -> None:
     """End the agreements past their end now."""
-    with _connect(settings_or_exit()) as conn:
+    with admin_db() as conn:
         ended = agreements.expire(conn, actor=audit.cli_actor(), source="cli")
     for name in ended:
         console.print(f"- {name}: expired, access revoked")
@@ -102,7 +92,7 @@ def expire() -> None:
 def deliver() -> None:
     """Send the deliveries due now."""
     settings = settings_or_exit()
-    with _connect(settings) as conn:
+    with admin_db(settings=settings) as conn:
         outcomes = deliveries.run_due(conn, settings)
     for o in outcomes:
         console.print(f"{o.agreement}: {o.status}, {o.rows} rows, {o.file_name}"
@@ -115,7 +105,7 @@ def deliver() -> None:
 def publish_opendata() -> None:
     """Write the open data files and their DCAT-AP catalogue now."""
     settings = settings_or_exit()
-    with _connect(settings) as conn:
+    with admin_db(settings=settings) as conn:
         catalogue = opendata_catalogue.publish(conn, settings, actor=audit.cli_actor(),
                                                source="cli")
     console.print(f"{len(catalogue['dcat:dataset'])} datasets published in"

@@ -11,11 +11,10 @@ import secrets
 from pathlib import Path
 from typing import Annotated
 
-import psycopg
 import typer
 from rich.table import Table
 
-from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.commands.common import console, exit_on_errors, fail, settings_or_exit
 from hypervision.services import ServiceError
 from hypervision.superset import process, provision
 from hypervision.superset.client import SupersetError
@@ -89,14 +88,10 @@ def apply(
     """Provision every member (connection through its reader role, role, users,
     dashboards) and the operator's view. Idempotent; updates changed templates."""
     settings = settings_or_exit()
-    try:
+    with exit_on_errors(SpecError, TemplateError, ValueError, SupersetError):
         specs = load_dir(folder or settings.tenants_dir)
         templates = load()
         provision.apply(settings, specs, log=_print, template_set=templates, force=force)
-    except (SpecError, TemplateError, ValueError, SupersetError) as exc:
-        raise fail(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
 
 
 @superset_app.command("password")

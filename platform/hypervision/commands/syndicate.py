@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from hypervision import audit
-from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.commands.common import console, exit_on_errors, fail, settings_or_exit
 from hypervision.db import connect_admin
 from hypervision.settings import Settings
 from hypervision.syndicate import assets, costs
@@ -52,18 +52,13 @@ def costs_command(
     """The member's share of the network's costs for the year, line by line."""
     settings = settings_or_exit()
     net = _network(settings)
-    try:
-        with connect_admin(settings) as conn:
-            s = member_statement(conn, net, member, year)
-            heading = costs.letterhead(conn, member)
-            audit.record(conn, actor=actor or audit.cli_actor(), member=member,
-                         action="costs.read", target=str(year),
-                         params={"format": "pdf" if pdf else "csv" if csv else "table"},
-                         rows=len(s.lines), source="cli")
-    except (costs.CostError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
+    with exit_on_errors(costs.CostError, ValueError), connect_admin(settings) as conn:
+        s = member_statement(conn, net, member, year)
+        heading = costs.letterhead(conn, member)
+        audit.record(conn, actor=actor or audit.cli_actor(), member=member,
+                     action="costs.read", target=str(year),
+                     params={"format": "pdf" if pdf else "csv" if csv else "table"},
+                     rows=len(s.lines), source="cli")
     if pdf is not None:
         try:
             body = costs.to_pdf(s, *heading)

@@ -6,11 +6,16 @@ import getpass
 from pathlib import Path
 from typing import Annotated
 
-import psycopg
 import typer
 
 from hypervision import placement
-from hypervision.commands.common import catalogue_or_exit, console, fail, settings_or_exit
+from hypervision.commands.common import (
+    catalogue_or_exit,
+    console,
+    exit_on_errors,
+    fail,
+    settings_or_exit,
+)
 from hypervision.db import connect_admin
 from hypervision.tenancy import apply as tenancy
 from hypervision.tenancy.spec import SpecError, TenantSpec, load_dir
@@ -74,13 +79,8 @@ def plan(folder: DirOption = None) -> None:
     """Show what `apply` would change. Writes nothing."""
     specs = _load(folder)
     settings = settings_or_exit()
-    try:
-        with connect_admin(settings) as conn:
-            steps = tenancy.plan(conn, specs, catalogue_or_exit(), settings)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
+    with exit_on_errors(ValueError), connect_admin(settings) as conn:
+        steps = tenancy.plan(conn, specs, catalogue_or_exit(), settings)
     for step in steps:
         _print(step)
 
@@ -88,10 +88,8 @@ def plan(folder: DirOption = None) -> None:
 @tenants_app.command("apply")
 def apply(folder: DirOption = None) -> None:
     """Create or update schemas, roles, members and devices. Idempotent; never deletes data."""
-    try:
+    with exit_on_errors():
         steps = apply_tenants(folder)
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
     changed = sum(1 for s in steps if s.symbol != "=")
     console.print(f"= {changed} change(s) applied" if changed else "= nothing to change")
 
@@ -115,7 +113,7 @@ def move_member(
     if sum((to is not None, drop_old, resume)) != 1:
         raise fail("give one of --to SERVER, --drop-old or --resume")
     actor = f"cli:{getpass.getuser()}"
-    try:
+    with exit_on_errors(move.MoveError, placement.PlacementError):
         if resume:
             move.resume(settings, member)
             console.print(f"~ {member}: ingestion resumed")
@@ -128,10 +126,6 @@ def move_member(
             result = move.move(settings, member, to, actor=actor, log=console.print)
             console.print(f"= {member}: {sum(result.counts.values())} rows verified on"
                           f" {result.target}, ingestion paused {result.paused_seconds:.1f}s")
-    except (move.MoveError, placement.PlacementError) as exc:
-        raise fail(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise fail(f"database unreachable: {exc}") from None
 
 
 def register(app: typer.Typer) -> None:
