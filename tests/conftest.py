@@ -22,9 +22,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # Two test runs at once on one machine need their own folder and ports:
-# HV_TEST_DATA_DIR=/tmp/hv-x HV_TEST_PORT_BASE=41000 pytest ...
+# HV_TEST_DATA_DIR=/tmp/hv-x HV_TEST_PORT_BASE=28000 pytest ...
+# The tests' servers listen on PORT_BASE..PORT_BASE+999, below Linux's ephemeral range
+# (32768-60999): a port in it may be taken at any moment by one of the thousands of client
+# connections a run opens, or by a probe connecting to itself before the server is up.
 TEST_DATA = Path(os.environ.get("HV_TEST_DATA_DIR", "/tmp/hypervision-test"))
-PORT_BASE = int(os.environ.get("HV_TEST_PORT_BASE", "57000"))
+PORT_BASE = int(os.environ.get("HV_TEST_PORT_BASE", "27000"))
 
 # The environment is set before anything imports hypervision: settings are read once, and
 # the worker and receiver processes inherit it.

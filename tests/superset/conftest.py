@@ -30,7 +30,7 @@ import pytest
 # Before the session's Settings exist (tests/conftest.py reads the environment once, when
 # the first fixture asks): Superset gets a port of the test range too.
 os.environ.setdefault(
-    "HV_SUPERSET_PORT", str(int(os.environ.get("HV_TEST_PORT_BASE", "57000")) + 88)
+    "HV_SUPERSET_PORT", str(int(os.environ.get("HV_TEST_PORT_BASE", "27000")) + 88)
 )
 
 from hypervision.accounts import Who
