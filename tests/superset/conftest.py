@@ -164,7 +164,7 @@ def superset(platform_api: Settings) -> Iterator[Deployment]:
 
     settings = platform_api
     specs = load_dir(TENANTS)
-    uplinks = {s.name: feed_history(settings, [s], days=3, seed=11 + i)
+    uplinks = {s.name: feed_history(settings, [s], days=3, seed=11 + i, collected_days_ago=1)
                for i, s in enumerate(specs)}
     refresh_rollups(settings, [s.name for s in specs])
     try:

@@ -17,18 +17,28 @@ from ingest.registry import Registry, load_entries
 
 
 def feed_history(settings: Settings, specs: list[TenantSpec], days: float = 3,
-                 every_minutes: int = 30, seed: int = 7) -> int:
+                 every_minutes: int = 30, seed: int = 7,
+                 collected_days_ago: float | None = None) -> int:
     """Uplinks (and a status event a day) for every device of `specs`, one every
-    `every_minutes` over the last `days` days; returns how many uplinks were stored."""
+    `every_minutes` over the last `days` days; returns how many uplinks were stored.
+
+    `collected_days_ago`: every container is full, then emptied, that long ago: a
+    collection the dashboards detect whatever the simulated rounds did in those days
+    (a round empties a container only when it is over half full)."""
     simulator = Simulator(specs, Catalogue.load(), seed=seed)
     for device in simulator.devices:
         device.f_cnt = seed * 100_000
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     steps = int(days * 24 * 60 / every_minutes)
+    emptied = None if collected_days_ago is None else int(
+        collected_days_ago * 24 * 60 / every_minutes)
     items: list[tuple[str, bytes]] = []
     for step in range(steps, 0, -1):
         at = now - timedelta(minutes=step * every_minutes)
         for device in simulator.devices:
+            if emptied is not None and device.category == "waste" and step in (
+                    emptied + 1, emptied):
+                device.state["level"] = 0.9 if step == emptied + 1 else 0.02
             items.append(simulator.uplink(device, now=at))
             if step % (24 * 60 // every_minutes) == 0:
                 items.append(simulator.status(device, now=at))
