@@ -8,6 +8,8 @@ print the cursor of the next incremental export, and are audited (`export.<forma
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -19,6 +21,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -50,6 +53,19 @@ def _progress() -> Progress:
         TextColumn("rows"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=err_console, transient=False,
     )
+
+
+@contextmanager
+def _steps() -> Iterator[Callable[[str, int, int | None], None]]:
+    """A bar per step of an archive's export or import, and the callback that moves it."""
+    tasks: dict[str, TaskID] = {}
+    with _progress() as bar:
+        def progress(step: str, done: int, total: int | None) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        yield progress
 
 
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -167,14 +183,7 @@ def tenant_export(
     if not archive.archive_suffix_ok(out):
         raise fail(f"{out}: the archive name must end in .tar, .tar.gz, .tgz or .zip")
     with exit_on_errors(archive.ArchiveError), connect_admin(settings) as conn, \
-            _progress() as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(step: str, done: int, total: int | None) -> None:
-            if step not in tasks:
-                tasks[step] = bar.add_task(step, total=total)
-            bar.update(tasks[step], completed=done, total=total)
-
+            _steps() as progress:
         result = archive.export_member(conn, settings, slug, out, progress=progress)
         audit.record(conn, actor=actor or audit.cli_actor(), member=slug,
                      action="tenant.export", target=str(out), source="cli",
@@ -200,14 +209,7 @@ def tenant_import(
     Idempotent: importing the same archive again adds nothing."""
     settings = settings_or_exit()
     with exit_on_errors(archive.ArchiveError), connect_admin(settings) as conn, \
-            _progress() as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(step: str, done: int, total: int | None) -> None:
-            if step not in tasks:
-                tasks[step] = bar.add_task(step, total=total)
-            bar.update(tasks[step], completed=done, total=total)
-
+            _steps() as progress:
         result = archive.import_member(conn, settings, path, as_slug=as_slug,
                                        fingerprint=fingerprint, progress=progress,
                                        log=err_console.print)
