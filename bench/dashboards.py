@@ -526,7 +526,7 @@ QUERIES = [
              ORDER BY time LIMIT 1001""", device="water"),
 ]
 
-# The analytics views of the member schema (migrations/tenant/0062_analytics_views.sql), as a
+# The analytics views of the member schema (migrations/tenant/views/v_*.sql), as a
 # Superset chart would query them.
 QUERIES += [
     Query("analytics: v_mesures_horaires, one sensor's CO2 over a week", "v_mesures_horaires",

@@ -1,4 +1,5 @@
-"""`hypervision migrate`: apply pending control and member migrations."""
+"""`hypervision migrate`: apply pending control and member migrations; `hypervision
+schema`: the committed SCHEMA.sql of each schema kind (hypervision.schema_file)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import itertools
 
 import typer
 
-from hypervision import migrate, placement
+from hypervision import migrate, placement, schema_file
 from hypervision.commands.common import console, exit_on_errors, settings_or_exit
 from hypervision.db import connect_admin
 from hypervision.roles import member_role
@@ -36,3 +37,22 @@ def register(app: typer.Typer) -> None:
         with exit_on_errors(placement.PlacementError):
             count = run_migrations()
         console.print(f"= {count} migration(s) applied" if count else "= up to date")
+
+    @app.command("schema")
+    def schema_command(
+        write: bool = typer.Option(False, "--write", help="Rewrite the SCHEMA.sql files."),
+    ) -> None:
+        """Compare migrations/*/SCHEMA.sql with a fresh migration of a scratch database
+        (exit 1 when they differ), or rewrite them with --write."""
+        settings = settings_or_exit()
+        with exit_on_errors():
+            if write:
+                for written in schema_file.write(settings, log=console.print):
+                    console.print(f"~ {written}")
+                return
+            stale = schema_file.differences(settings)
+        if stale:
+            console.print(f"[red]SCHEMA.sql differs from the migrations: {', '.join(stale)}"
+                          "[/red] (hypervision schema --write)")
+            raise typer.Exit(1)
+        console.print("= SCHEMA.sql matches the migrations")

@@ -1,8 +1,11 @@
--- A container's "days until full" only from a fill rate of at least 0.1 point a day (the
--- rate the dashboards show as 0,1). A container whose level stays flat, a full one whose
--- sensor reads 98 % for days for instance, had a rate of a few thousandths of a point a
--- day, and a forecast of "full in 1,500 days, in 2031" beside its 98 %. It now has none,
--- as waste.containers() (MIN_RATE_PCT_PER_DAY); the collection threshold still applies.
+-- Waste: each container's state (waste_containers), its forecast and whether to empty it
+-- at the next round (waste.containers()). The fill rate is that of the latest reading,
+-- shown while that reading is less than `waste.rate_days` old; days until full count
+-- from the latest reading; the next round is the first round day after today.
+-- "Days until full" only from a fill rate of at least 0.1 point a day (the rate the
+-- dashboards show as 0,1): a container whose level stays flat, a full one whose sensor
+-- reads 98 % for days for instance, would otherwise be "full in 1,500 days" beside its
+-- 98 % (waste.MIN_RATE_PCT_PER_DAY); the collection threshold still applies.
 CREATE OR REPLACE VIEW v_dechets_conteneurs AS
 WITH settings AS (
     SELECT p.dechets_seuil_pct, p.dechets_plein_pct, p.dechets_jours_vitesse, p.fuseau,

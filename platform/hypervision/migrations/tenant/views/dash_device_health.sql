@@ -1,8 +1,4 @@
--- Device health without a lookup into the raw readings for every device (issue 10:
--- dashboards under 150 ms at p95, bench/README.md). The battery shown is, as before, the
--- one of the device's latest LoRaWAN status (device_state), else its latest battery.level
--- reading: that reading is now looked up only for the devices without a status (COALESCE
--- evaluates its second argument only when the first is NULL), instead of for all of them.
+-- Health: one row per active device, with when it was last heard and a French status.
 CREATE OR REPLACE VIEW dash_device_health AS
 SELECT d.dev_eui,
        d.name AS device_name,
@@ -10,7 +6,9 @@ SELECT d.dev_eui,
        hv_shared.category_label(d.category) AS category_label,
        d.model_id,
        (s.last_seen AT TIME ZONE 'Europe/Paris') AS last_seen,
-       round((extract(epoch FROM now() - s.last_seen) / 3600.0)::numeric, 1) AS hours_since_seen,
+       CASE WHEN s.last_seen > now() THEN 0
+            ELSE round((extract(epoch FROM now() - s.last_seen) / 3600.0)::numeric, 1)
+       END AS hours_since_seen,
        battery.value AS battery_pct,
        s.last_rssi AS rssi,
        s.last_snr AS snr,

@@ -1,0 +1,17 @@
+-- Rollups per device, metric and local day.
+CREATE OR REPLACE VIEW v_mesures_journalieres AS
+SELECT h.day AS jour,
+       h.dev_eui AS dispositif,
+       coalesce(d.name, h.dev_eui) AS nom,
+       d.category AS categorie,
+       d.building AS batiment,
+       d.room AS salle,
+       h.metric AS metrique,
+       h.n AS nb_mesures,
+       h.min AS minimum,
+       h.max AS maximum,
+       h.sum / h.n AS moyenne,
+       h.first AS premiere_valeur,
+       h.last AS derniere_valeur
+FROM rollup_daily h
+LEFT JOIN analytics_devices d ON d.dev_eui = h.dev_eui;
