@@ -56,6 +56,7 @@ import yaml
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from hypervision import dump
 from hypervision.settings import REPO_ROOT, Settings
 from hypervision.tenancy import apply as tenancy
 from hypervision.tenancy.spec import SLUG, TenantSpec
@@ -172,25 +173,11 @@ class TableColumn:
 
 
 def member_tables(conn: psycopg.Connection, schema: str) -> dict[str, list[TableColumn]]:
-    """Every table of the member's schema with its columns, in column order."""
-    rows = conn.execute(
-        """
-        SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
-        FROM pg_class c
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                            AND a.attgenerated = ''
-        WHERE n.nspname = %s AND c.relkind IN ('r', 'p')
-        ORDER BY c.relname, a.attnum
-        """,
-        (schema,),
-    ).fetchall()
-    tables: dict[str, list[TableColumn]] = {}
-    for table, column, pg_type in rows:
-        columns = tables.setdefault(table, [])
-        if column not in SKIP_COLUMNS:
-            columns.append(TableColumn(column, pg_type))
-    return tables
+    """Every table of the member's schema with its columns, in column order
+    (hypervision.dump.schema_tables), platform bookkeeping aside."""
+    return {table: [TableColumn(name, pg_type) for name, pg_type in columns
+                    if name not in SKIP_COLUMNS]
+            for table, columns in dump.schema_tables(conn, schema).items()}
 
 
 # Writing an archive ------------------------------------------------------------------
@@ -240,14 +227,6 @@ class Manifest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArchiveError(f"{MANIFEST} lacks a field: {exc}") from None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _platform_version() -> str:
@@ -420,18 +399,16 @@ def export_member(conn: psycopg.Connection, settings: Settings, slug: str, out: 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hv-archive-", dir=out.parent) as tmp:
         folder = Path(tmp)
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        with dump.snapshot(conn):
             conn.execute("SET LOCAL TimeZone = 'UTC'")
             _dump_catalogue(conn, slug, folder, spec, manifest)
             _dump_tables(conn, spec.schema, folder, manifest, progress)
         _dump_dashboards(settings, slug, folder, manifest)
-        names = sorted(
-            p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
-        )
+        names = dump.folder_files(folder)
         for name in names:
             path = folder / name
-            manifest.files[name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+            manifest.files[name] = {"sha256": dump.file_sha256(path),
+                                    "bytes": path.stat().st_size}
         data = manifest.to_json()
         progress("packing", 0, None)
         _pack(folder, data, out, names)
@@ -510,7 +487,7 @@ def open_archive(archive: Path, into: Path, fingerprint: str | None = None,
         target.parent.mkdir(parents=True, exist_ok=True)
         h, size = hashlib.sha256(), 0
         with opener() as src, target.open("wb") as dst:
-            while block := src.read(1 << 20):
+            while block := src.read(dump.CHUNK):
                 count(len(block))
                 h.update(block)
                 size += len(block)

@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -62,7 +61,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from hypervision import audit
+from hypervision import audit, dump
 from hypervision import backup_encryption as age
 from hypervision.settings import Settings
 
@@ -75,7 +74,6 @@ PARTIAL_PREFIX = ".partial-"
 LOCK_FILE = ".lock"
 _STAMP = "%Y%m%dT%H%M%SZ"
 _NAME = re.compile(r"^(\d{8}T\d{6}Z)(?:-(\d+))?-(full|member-([a-z][a-z0-9_]{1,39}))$")
-_CHUNK = 1 << 20
 DATABASE_PRIVILEGES = {"CONNECT", "CREATE", "TEMPORARY"}
 
 
@@ -158,18 +156,10 @@ def find_archive(settings: Settings, ref: str) -> Archive:
 # Checksums ------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_sums(folder: Path) -> None:
     """SHA256SUMS over every file of the archive, in the format of `sha256sum`."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SUMS)
-    lines = [f"{_sha256(p)}  {p.relative_to(folder).as_posix()}\n" for p in files]
+    names = [n for n in dump.folder_files(folder) if n != SUMS]
+    lines = [f"{dump.file_sha256(folder / n)}  {n}\n" for n in names]
     (folder / SUMS).write_text("".join(lines), encoding="utf-8")
 
 
@@ -194,7 +184,7 @@ def verify(archive: Archive, only: Callable[[str], bool] = lambda _: True) -> li
         path = archive.path / name
         if not path.is_file():
             problems.append(f"{name}: missing")
-        elif _sha256(path) != digest:
+        elif dump.file_sha256(path) != digest:
             problems.append(f"{name}: checksum mismatch")
     return problems
 
@@ -280,21 +270,10 @@ def _members(conn: psycopg.Connection, only: str | None) -> list[tuple[str, str]
 
 
 def _member_tables(conn: psycopg.Connection, schema: str) -> list[tuple[str, list[str]]]:
-    """The member schema's own tables (hypertables are plain tables here; their chunks
-    live elsewhere and are read through them) and their columns, generated ones aside."""
-    tables = conn.execute(
-        """
-        SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-        ORDER BY c.relname
-        """, (schema,)).fetchall()
-    result = []
-    for oid, name in tables:
-        columns = conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0"
-            " AND NOT attisdropped AND attgenerated = '' ORDER BY attnum", (oid,)).fetchall()
-        result.append((name, [c[0] for c in columns]))
-    return result
+    """The member schema's own tables and their columns (hypervision.dump.schema_tables);
+    the rows are copied as text, so the types are not needed."""
+    return [(name, [column for column, _ in columns])
+            for name, columns in dump.schema_tables(conn, schema).items()]
 
 
 def _member_sequences(conn: psycopg.Connection, schema: str) -> list[dict[str, Any]]:
@@ -498,51 +477,50 @@ def _write_archive(settings: Settings, work: Path, member: str | None, when: dat
     with _connect(settings) as conn:
         (manifest["server_version"],) = conn.execute("SHOW server_version").fetchone() or ("",)
         manifest["roles"], manifest["memberships"] = _roles(conn)
-        conn.autocommit = False
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        exported = conn.execute("SELECT pg_export_snapshot()").fetchone()
-        assert exported is not None  # the function returns one row
-        snapshot = exported[0]
-        # The audit chain's head in this snapshot: anchored outside the database in the
-        # archive and in the operator's anchor file (`audit verify --anchors`).
-        anchor = audit.head(conn)
-        manifest["audit_head"] = {"at": anchor.at, "last_id": anchor.last_id,
-                                  "hash": anchor.hash}
-        if member is None:
-            (work / "databases").mkdir(mode=0o700)
-            for dbname in (database, settings.superset_database):
-                facts = _database_facts(conn, dbname)
-                if facts is None or any(d["name"] == dbname for d in manifest["databases"]):
-                    continue
-                file = f"databases/{dbname}.dump{suffix}"
-                log(f"+ pg_dump {dbname}")
-                snapshot_args = ["--snapshot", snapshot] if dbname == database else []
-                if keys:
-                    _dump_encrypted(settings, ["--format=custom", *snapshot_args], dbname,
-                                    work / file, keys)
-                else:
-                    _run_pg(settings, "pg_dump", ["--format=custom", "--file",
-                                                  str(work / file), *snapshot_args], dbname)
-                facts["file"] = file
-                facts["timescaledb"] = _timescaledb_version(settings, dbname)
-                manifest["databases"].append(facts)
-        for slug, schema in _members(conn, member):
-            folder = work / "members" / slug
-            folder.mkdir(parents=True, mode=0o700)
-            versions = [r[0] for r in conn.execute(
-                "SELECT version FROM hv.schema_migrations WHERE schema_name = %s"
-                " ORDER BY version", (schema,)).fetchall()]
-            tables: list[dict[str, Any]] = []
-            for table, columns in _member_tables(conn, schema):
-                file = f"members/{slug}/{table}.copy.gz{suffix}"
-                rows = _copy_table_out(conn, schema, table, columns, work / file, keys)
-                tables.append({"name": table, "columns": columns, "rows": rows, "file": file})
-            log(f"+ member {slug}: {len(tables)} tables, {sum(t['rows'] for t in tables)} rows")
-            manifest["members"].append({
-                "slug": slug, "schema": schema, "migrations": versions, "tables": tables,
-                "sequences": _member_sequences(conn, schema),
-            })
-        conn.rollback()
+        # The copies below and `pg_dump --snapshot` read this transaction's snapshot.
+        with dump.snapshot(conn):
+            exported = conn.execute("SELECT pg_export_snapshot()").fetchone()
+            assert exported is not None  # the function returns one row
+            snapshot = exported[0]
+            # The audit chain's head in this snapshot: anchored outside the database in the
+            # archive and in the operator's anchor file (`audit verify --anchors`).
+            anchor = audit.head(conn)
+            manifest["audit_head"] = {"at": anchor.at, "last_id": anchor.last_id,
+                                      "hash": anchor.hash}
+            if member is None:
+                (work / "databases").mkdir(mode=0o700)
+                for dbname in (database, settings.superset_database):
+                    facts = _database_facts(conn, dbname)
+                    if facts is None or any(d["name"] == dbname for d in manifest["databases"]):
+                        continue
+                    file = f"databases/{dbname}.dump{suffix}"
+                    log(f"+ pg_dump {dbname}")
+                    snapshot_args = ["--snapshot", snapshot] if dbname == database else []
+                    if keys:
+                        _dump_encrypted(settings, ["--format=custom", *snapshot_args], dbname,
+                                        work / file, keys)
+                    else:
+                        _run_pg(settings, "pg_dump", ["--format=custom", "--file",
+                                                      str(work / file), *snapshot_args], dbname)
+                    facts["file"] = file
+                    facts["timescaledb"] = _timescaledb_version(settings, dbname)
+                    manifest["databases"].append(facts)
+            for slug, schema in _members(conn, member):
+                folder = work / "members" / slug
+                folder.mkdir(parents=True, mode=0o700)
+                versions = [r[0] for r in conn.execute(
+                    "SELECT version FROM hv.schema_migrations WHERE schema_name = %s"
+                    " ORDER BY version", (schema,)).fetchall()]
+                tables: list[dict[str, Any]] = []
+                for table, columns in _member_tables(conn, schema):
+                    file = f"members/{slug}/{table}.copy.gz{suffix}"
+                    rows = _copy_table_out(conn, schema, table, columns, work / file, keys)
+                    tables.append({"name": table, "columns": columns, "rows": rows, "file": file})
+                log(f"+ member {slug}: {len(tables)} tables, {sum(t['rows'] for t in tables)} rows")
+                manifest["members"].append({
+                    "slug": slug, "schema": schema, "migrations": versions, "tables": tables,
+                    "sequences": _member_sequences(conn, schema),
+                })
     return manifest
 
 
@@ -690,7 +668,7 @@ def _copy_table_in(conn: psycopg.Connection, file: Path, schema: str,
             source = stack.enter_context(gzip.open(file, "rb"))
         with conn.cursor() as cur:
             with cur.copy(query) as copy:
-                while block := source.read(_CHUNK):
+                while block := source.read(dump.CHUNK):
                     copy.write(block)
             return cur.rowcount
 
@@ -739,17 +717,17 @@ def restore_databases(settings: Settings, archive: Archive, *, log: Log = _quiet
         for facts in archive.manifest["databases"]:
             name = facts["name"]
             staging = f"{name}_restore_{stamp}"
-            dump = archive.path / facts["file"]
+            dump_file = archive.path / facts["file"]
             if identities:
                 # pg_restore reads a custom-format dump by seeking: it gets a plain copy
                 # in a private temporary folder, off the backup volume, removed after.
                 log(f"+ decrypting {facts['file']}")
-                dump = Path(plain_dir) / f"{name}.dump"
+                dump_file = Path(plain_dir) / f"{name}.dump"
                 try:
-                    age.decrypt_to(archive.path / facts["file"], dump, identities)
+                    age.decrypt_to(archive.path / facts["file"], dump_file, identities)
                 except age.EncryptionError as exc:
                     raise BackupError(str(exc)) from None
-            _restore_into(settings, conn, archive, facts, staging, dump, log)
+            _restore_into(settings, conn, archive, facts, staging, dump_file, log)
             before = f"{name}_before_{stamp}"
             if _swap(conn, name, staging, before):
                 kept.append(before)
@@ -786,7 +764,7 @@ def _create_missing_roles(conn: psycopg.Connection, manifest: dict[str, Any], lo
 
 
 def _restore_into(settings: Settings, conn: psycopg.Connection, archive: Archive,
-                  facts: dict[str, Any], staging: str, dump: Path, log: Log) -> None:
+                  facts: dict[str, Any], staging: str, dump_file: Path, log: Log) -> None:
     log(f"+ database {staging}")
     conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
         sql.Identifier(staging), sql.Identifier(facts["owner"])))
@@ -798,7 +776,7 @@ def _restore_into(settings: Settings, conn: psycopg.Connection, archive: Archive
                     sql.Literal(version)))
                 target.execute("SELECT timescaledb_pre_restore()")
         log(f"+ pg_restore {facts['file']}")
-        _run_pg(settings, "pg_restore", ["--exit-on-error", "--no-password", str(dump)],
+        _run_pg(settings, "pg_restore", ["--exit-on-error", "--no-password", str(dump_file)],
                 staging)
         if version:
             with _connect(settings, staging) as target:

@@ -391,6 +391,30 @@ def plan(
     return result
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """One kind of object a member has several of in its tenant, each under a key (an
+    application's name, a device profile's model): how to list, read, build, create,
+    update, delete it and record its id, for _MemberPlanner._tenant_objects."""
+
+    label: str
+    service: str
+    fields: tuple[str, ...]
+    list_request: Callable[[str], Message]
+    get_request: Callable[[str], Message]
+    current: Callable[[Any], Any]
+    desired: Callable[[_MemberPlanner, str, str], Message]
+    create_request: Callable[[Message], Message]
+    update_request: Callable[[Message], Message]
+    delete_request: Callable[[str], Message]
+    recorded: Callable[[Recorded], dict[str, dict[str, str]]]
+    ids: Callable[[Ids], dict[tuple[str, str], str]]
+    record: Callable[[Context, str, str, str], None]
+    # Forgets a deleted object's id: parameters (member slug, key).
+    forget: str
+    removal_note: str = ""
+
+
 class _MemberPlanner:
     """The steps of one member, in dependency order: tenant, applications, profiles,
     devices and keys, then (for prune) what is no longer declared."""
@@ -412,8 +436,10 @@ class _MemberPlanner:
 
     def run(self) -> None:
         self._tenant()
-        apps = self._applications()
-        self._profiles()
+        apps = self._tenant_objects(APPLICATIONS, sorted(
+            {self.network.application_of(self.slug)}
+            | {self.network.application_of(self.slug, d.dev_eui) for d in self.spec.devices}))
+        self._tenant_objects(PROFILES, sorted({d.model for d in self.spec.devices}))
         self._devices(apps)
         for what, action in self.removals:
             self.plan.add("-", what, action)
@@ -440,77 +466,69 @@ class _MemberPlanner:
 
             record = record_found
 
-        changed = differences(tenant, desired, TENANT_FIELDS)
-        if changed:
-            update = merged(tenant, desired, TENANT_FIELDS)
+        self._update_step(f"{slug}: tenant '{desired.name}'", tenant, desired, TENANT_FIELDS,
+                          "TenantService", lambda m: api.UpdateTenantRequest(tenant=m), record,
+                          found_note=", found by name and recorded")
 
-            def apply_update(ctx: Context) -> None:
-                ctx.client.call("TenantService", "Update", api.UpdateTenantRequest(tenant=update))
-
-            self.plan.add("~", f"{slug}: tenant '{desired.name}' ({', '.join(changed)})",
-                          apply_update, record)
-        else:
-            note = ", found by name and recorded" if record else ""
-            self.plan.add("=", f"{slug}: tenant '{desired.name}'{note}", record)
-
-    # 2. applications
-    def _applications(self) -> list[str]:
+    # 2. applications, 3. device profiles
+    def _tenant_objects(self, kind: _Kind, keys: list[str]) -> list[str]:
+        """Plan the member's objects of one kind in its tenant, one per key: `+` when
+        neither the recorded id nor the name finds it, else `~` or `=` (recording an id
+        found by name); recorded objects no longer declared go to the removals. Returns
+        the ids of the member's objects of this kind that exist in ChirpStack."""
         slug = self.slug
-        names = sorted({self.network.application_of(slug)}
-                       | {self.network.application_of(slug, d.dev_eui) for d in self.spec.devices})
-        recorded = self.recorded.applications.get(slug, {})
+        recorded = kind.recorded(self.recorded).get(slug, {})
+        known = kind.ids(self.plan.ids)
         existing: dict[str, Any] = {}
         if self.tenant_id:
-            existing = {a.id: a for a in self.client.list_all(
-                "ApplicationService", api.ListApplicationsRequest(tenant_id=self.tenant_id))}
-        for name in names:
-            app_id = recorded.get(name)
-            if app_id not in existing:
-                by_name = [a.id for a in existing.values() if a.name == name]
-                app_id = by_name[0] if by_name else None
-            if app_id is None:
-                def create(ctx: Context, name: str = name) -> None:
-                    message = desired_application(self.spec, name, ctx.ids.tenants[slug])
-                    response = ctx.client.call("ApplicationService", "Create",
-                                               api.CreateApplicationRequest(application=message))
-                    ctx.record_application(slug, name, response.id)
+            existing = {o.id: o for o in self.client.list_all(
+                kind.service, kind.list_request(self.tenant_id))}
+        for key in keys:
+            object_id = recorded.get(key)
+            if object_id not in existing:
+                by_name = [o.id for o in existing.values() if o.name == key]
+                object_id = by_name[0] if by_name else None
+            label = f"{slug}: {kind.label} '{key}'"
+            if object_id is None:
+                def create(ctx: Context, key: str = key) -> None:
+                    message = kind.desired(self, key, ctx.ids.tenants[slug])
+                    response = ctx.client.call(kind.service, "Create",
+                                               kind.create_request(message))
+                    kind.record(ctx, slug, key, response.id)
 
-                self.plan.add("+", f"{slug}: application '{name}'", create)
+                self.plan.add("+", label, create)
                 continue
-            self.plan.ids.applications[(slug, name)] = app_id
-            current = self.client.call("ApplicationService", "Get",
-                                       api.GetApplicationRequest(id=app_id)).application
-            desired = desired_application(self.spec, name, current.tenant_id)
+            known[(slug, key)] = object_id
+            current = kind.current(self.client.call(kind.service, "Get",
+                                                    kind.get_request(object_id)))
+            desired = kind.desired(self, key, current.tenant_id)
             record = None
-            if recorded.get(name) != app_id:
-                def record(ctx: Context, name: str = name, app_id: str = app_id) -> None:
-                    ctx.record_application(slug, name, app_id)
+            if recorded.get(key) != object_id:
+                def record(ctx: Context, key: str = key, object_id: str = object_id) -> None:
+                    kind.record(ctx, slug, key, object_id)
 
-            self._update_step(f"{slug}: application '{name}'", current, desired,
-                              APPLICATION_FIELDS, "ApplicationService",
-                              lambda m: api.UpdateApplicationRequest(application=m), record)
-        for name, app_id in sorted(recorded.items()):
-            if name not in names and app_id in existing:
-                def delete(ctx: Context, name: str = name, app_id: str = app_id) -> None:
-                    ctx.client.call("ApplicationService", "Delete",
-                                    api.DeleteApplicationRequest(id=app_id))
-                    ctx.conn.execute("DELETE FROM hv.chirpstack_applications"
-                                     " WHERE member_slug = %s AND name = %s", (slug, name))
+            self._update_step(label, current, desired, kind.fields, kind.service,
+                              kind.update_request, record)
+        for key, object_id in sorted(recorded.items()):
+            if key not in keys and object_id in existing:
+                def delete(ctx: Context, key: str = key, object_id: str = object_id) -> None:
+                    ctx.client.call(kind.service, "Delete", kind.delete_request(object_id))
+                    ctx.conn.execute(kind.forget, (slug, key))
 
-                self.removals.append((f"{slug}: application '{name}' (and its devices)", delete))
-        # Applications of the member that exist in ChirpStack, for looking for strays.
-        return [i for i in existing if i in self.plan.ids.applications.values()
-                or i in recorded.values()]
+                self.removals.append((f"{slug}: {kind.label} '{key}'{kind.removal_note}",
+                                      delete))
+        return [i for i in existing if i in known.values() or i in recorded.values()]
 
     def _update_step(self, label: str, current: Message, desired: Message, fields: Any,
                      service: str, request: Callable[[Message], Message],
-                     record: Callable[[Context], None] | None) -> None:
+                     record: Callable[[Context], None] | None, found_note: str = "") -> None:
         """Plan `~` (an Update call with the changed fields merged into the current
-        object) when the object drifted from the files, else `=`; either way `record`
-        (when given) stores its id in the catalogue."""
+        object) when the object drifted from the files, else `=` (with `found_note` when
+        there is an id to record); either way `record` (when given) stores its id in the
+        catalogue."""
         changed = differences(current, desired, fields)
         if not changed:
-            self.plan.add("=", label, record)
+            self.plan.add("=", label + (found_note if record else ""), record)
             return
         update = merged(current, desired, fields)
 
@@ -518,58 +536,6 @@ class _MemberPlanner:
             ctx.client.call(service, "Update", request(update))
 
         self.plan.add("~", f"{label} ({', '.join(changed)})", apply_update, record)
-
-    # 3. device profiles
-    def _profiles(self) -> None:
-        slug = self.slug
-        models = sorted({d.model for d in self.spec.devices})
-        recorded = self.recorded.profiles.get(slug, {})
-        existing: dict[str, Any] = {}
-        if self.tenant_id:
-            existing = {p.id: p for p in self.client.list_all(
-                "DeviceProfileService",
-                api.ListDeviceProfilesRequest(tenant_id=self.tenant_id, tenant_only=True))}
-        for model_id in models:
-            profile_id = recorded.get(model_id)
-            if profile_id not in existing:
-                by_name = [p.id for p in existing.values() if p.name == model_id]
-                profile_id = by_name[0] if by_name else None
-            if profile_id is None:
-                def create(ctx: Context, model_id: str = model_id) -> None:
-                    message = desired_profile(slug, model_id, ctx.ids.tenants[slug],
-                                              self.catalogue, self.network)
-                    response = ctx.client.call(
-                        "DeviceProfileService", "Create",
-                        api.CreateDeviceProfileRequest(device_profile=message))
-                    ctx.record_profile(slug, model_id, response.id)
-
-                self.plan.add("+", f"{slug}: device profile '{model_id}'", create)
-                continue
-            self.plan.ids.profiles[(slug, model_id)] = profile_id
-            current = self.client.call("DeviceProfileService", "Get",
-                                       api.GetDeviceProfileRequest(id=profile_id)).device_profile
-            desired = desired_profile(slug, model_id, current.tenant_id, self.catalogue,
-                                      self.network)
-            record = None
-            if recorded.get(model_id) != profile_id:
-                def record(ctx: Context, model_id: str = model_id,
-                           profile_id: str = profile_id) -> None:
-                    ctx.record_profile(slug, model_id, profile_id)
-
-            self._update_step(f"{slug}: device profile '{model_id}'", current, desired,
-                              PROFILE_FIELDS, "DeviceProfileService",
-                              lambda m: api.UpdateDeviceProfileRequest(device_profile=m), record)
-        for model_id, profile_id in sorted(recorded.items()):
-            if model_id not in models and profile_id in existing:
-                def delete(ctx: Context, model_id: str = model_id,
-                           profile_id: str = profile_id) -> None:
-                    ctx.client.call("DeviceProfileService", "Delete",
-                                    api.DeleteDeviceProfileRequest(id=profile_id))
-                    ctx.conn.execute("DELETE FROM hv.chirpstack_device_profiles"
-                                     " WHERE member_slug = %s AND model_id = %s",
-                                     (slug, model_id))
-
-                self.removals.append((f"{slug}: device profile '{model_id}'", delete))
 
     # 4. devices and keys
     def _desired_device(self, device: Device, ids: Ids) -> api.Device:
@@ -673,6 +639,45 @@ class _MemberPlanner:
                                     api.DeleteDeviceRequest(dev_eui=eui))
 
                 self.removals.append((f"{self.slug}: device {eui} '{item.name}'", delete))
+
+
+APPLICATIONS = _Kind(
+    label="application",
+    service="ApplicationService",
+    fields=APPLICATION_FIELDS,
+    list_request=lambda tenant_id: api.ListApplicationsRequest(tenant_id=tenant_id),
+    get_request=lambda app_id: api.GetApplicationRequest(id=app_id),
+    current=lambda response: response.application,
+    desired=lambda planner, name, tenant_id: desired_application(planner.spec, name,
+                                                                 tenant_id),
+    create_request=lambda m: api.CreateApplicationRequest(application=m),
+    update_request=lambda m: api.UpdateApplicationRequest(application=m),
+    delete_request=lambda app_id: api.DeleteApplicationRequest(id=app_id),
+    recorded=lambda recorded: recorded.applications,
+    ids=lambda ids: ids.applications,
+    record=Context.record_application,
+    forget="DELETE FROM hv.chirpstack_applications WHERE member_slug = %s AND name = %s",
+    removal_note=" (and its devices)",
+)
+
+PROFILES = _Kind(
+    label="device profile",
+    service="DeviceProfileService",
+    fields=PROFILE_FIELDS,
+    list_request=lambda tenant_id: api.ListDeviceProfilesRequest(tenant_id=tenant_id,
+                                                                 tenant_only=True),
+    get_request=lambda profile_id: api.GetDeviceProfileRequest(id=profile_id),
+    current=lambda response: response.device_profile,
+    desired=lambda planner, model_id, tenant_id: desired_profile(
+        planner.slug, model_id, tenant_id, planner.catalogue, planner.network),
+    create_request=lambda m: api.CreateDeviceProfileRequest(device_profile=m),
+    update_request=lambda m: api.UpdateDeviceProfileRequest(device_profile=m),
+    delete_request=lambda profile_id: api.DeleteDeviceProfileRequest(id=profile_id),
+    recorded=lambda recorded: recorded.profiles,
+    ids=lambda ids: ids.profiles,
+    record=Context.record_profile,
+    forget="DELETE FROM hv.chirpstack_device_profiles WHERE member_slug = %s AND model_id = %s",
+)
 
 
 def _plan_gateways(plan: Plan, client: ChirpStack, specs: Sequence[TenantSpec],

@@ -22,15 +22,15 @@ import psycopg
 import typer
 
 from hypervision import audit, opendata, qr, retention
-from hypervision import register as reg
+from hypervision import processing_register as reg
 from hypervision.commands.common import admin_db, console, fail, settings_or_exit
 from hypervision.export.formats import csv_safe
+from hypervision.processing_register import Lang
 from hypervision.public import labels as labels_mod
 from hypervision.public import records
 from hypervision.public.access import ensure_public_role
 from hypervision.public.render import render
 from hypervision.public.texts import UI
-from hypervision.register import Lang
 
 retention_app = typer.Typer(help="Retention per member and data class.", no_args_is_help=True)
 opendata_app = typer.Typer(help="Open aggregates with small groups suppressed.",

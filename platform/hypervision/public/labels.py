@@ -14,11 +14,11 @@ from fpdf import FPDF
 from fpdf.enums import WrapMode
 from markupsafe import Markup
 
+from hypervision import processing_register as reg
 from hypervision import qr
-from hypervision import register as reg
+from hypervision.processing_register import Lang
 from hypervision.public.records import PublicDevice
 from hypervision.public.render import render
-from hypervision.register import Lang
 from hypervision.settings import Settings
 
 COLUMNS, ROWS = 3, 7

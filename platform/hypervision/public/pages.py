@@ -23,12 +23,12 @@ import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from hypervision import processing_register as reg
 from hypervision import qr
-from hypervision import register as reg
+from hypervision.processing_register import Lang
 from hypervision.public import access, records
 from hypervision.public.render import render
 from hypervision.public.texts import UI, long_date, metric_label
-from hypervision.register import Lang
 from hypervision.settings import Settings, get_settings
 
 router = APIRouter(tags=["public"])

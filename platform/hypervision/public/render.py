@@ -11,8 +11,8 @@ from typing import Any
 
 import jinja2
 
+from hypervision.processing_register import Lang
 from hypervision.public.texts import UI
-from hypervision.register import Lang
 
 
 @lru_cache(maxsize=1)

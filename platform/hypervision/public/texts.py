@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from hypervision.register import Lang
+from hypervision.processing_register import Lang
 
 UI: dict[Lang, dict[str, str]] = {
     "fr": {
