@@ -197,7 +197,9 @@ def test_an_upgrade_from_the_previous_release_loses_nothing(upgraded: Upgraded) 
     stack.hv("audit", "verify")
     # Every migration of this tree is applied, those of the previous release included.
     assert upgraded.control_migrations <= migrations(stack, "control") == shipped("control")
-    assert migrations(stack, "tenant") == shipped("tenant")
+    # A release may retire a numbered file (views moved to migrations/tenant/views/):
+    # what it applied stays recorded.
+    assert shipped("tenant") <= migrations(stack, "tenant")
     more = stack.publish(4)
     assert stack.wait_for_uplinks(upgraded.rows + more) == upgraded.rows + more
 
