@@ -75,7 +75,7 @@ def test_a_member_filter_is_member_and_a_required_member_is_the_argument() -> No
 
 
 def test_the_destructive_commands_and_only_they_take_yes() -> None:
-    assert DESTRUCTIVE <= set(TREE), DESTRUCTIVE - set(TREE)
+    assert set(TREE) >= DESTRUCTIVE, DESTRUCTIVE - set(TREE)
     taking = {name for name, command in TREE.items() for p in command.params
               if is_option(p) and "--yes" in p.opts}
     assert DESTRUCTIVE - taking == set(), "destructive without --yes"
