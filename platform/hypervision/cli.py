@@ -19,6 +19,7 @@ app = typer.Typer(
 def _register_all() -> None:
     from hypervision.commands import (
         accounts,
+        alerts,
         analytics,
         api,
         audit,
@@ -33,8 +34,11 @@ def _register_all() -> None:
         devices,
         export,
         incidents,
+        labels,
+        opendata,
         pipeline,
         public,
+        retention,
         services,
         sharing,
         superset,
@@ -45,9 +49,9 @@ def _register_all() -> None:
     )
 
     for group in (services, database, tenants, accounts, catalogue, codecs, chirpstack,
-                  pipeline, api, export, billing, audit, usage, backup, public, sharing,
-                  superset, analytics, demo, devices, syndicate, incidents, suppliers,
-                  coverage):
+                  pipeline, api, export, billing, audit, usage, backup, labels, public,
+                  retention, opendata, sharing, superset, analytics, alerts, demo, devices,
+                  syndicate, incidents, suppliers, coverage):
         group.register(app)
 
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from hypervision.alerts import lifecycle, notify
 from hypervision.analytics import members
-from hypervision.commands import analytics
+from hypervision.commands import alerts as alerts_commands
 from hypervision.settings import Settings
 from hypervision.tenancy.spec import SpecError, TenantSpec, load_file
 from tests.alerts.conftest import SIGNING_KEY, Receiver, SmtpSink
@@ -106,7 +106,7 @@ def test_a_person_acknowledges_and_closes_an_alert_from_the_cli(
     put(admin, CE2, "air.co2", hourly(T0, [1600, 1700, 1800], dt.timedelta(minutes=10)))
     (alert_id,) = _evaluate(admin, nsettings, _minutes(0)).opened
     app = typer.Typer()
-    analytics.register(app)
+    alerts_commands.register(app)
     runner = CliRunner(env={"COLUMNS": "200"})
 
     result = runner.invoke(app, ["alerts", "ack", SLUG, str(alert_id), "--by", "Agent Dupont"])

@@ -143,9 +143,9 @@ def test_the_backfill_command_rebuilds_a_range_with_progress(
         " ORDER BY id DESC LIMIT 1", (SLUG,)).fetchone()
     assert audit == (3,)
 
-    refreshed = CliRunner().invoke(app, ["rollups", "refresh", SLUG])
+    refreshed = CliRunner().invoke(app, ["rollups", "refresh", "--member", SLUG])
     assert refreshed.exit_code == 0 and "analytica: 0 hours" in refreshed.output
-    status = CliRunner().invoke(app, ["rollups", "status", SLUG])
+    status = CliRunner().invoke(app, ["rollups", "status", "-m", SLUG])
     assert status.exit_code == 0 and SLUG in status.output
     wrong = CliRunner().invoke(app, ["rollups", "backfill", SLUG, "--from", "2026-03-12",
                                      "--to", "2026-03-09"])

@@ -31,7 +31,7 @@ def run(*args: str, input: str | None = None) -> Any:
 def test_a_token_is_created_printed_once_listed_and_revoked(
     world: World, client: Any, admin_conn: psycopg.Connection,
 ) -> None:
-    created = run("tokens", "create", "--member", "alpha", "--user", "ana@alpha.example.org",
+    created = run("tokens", "create", "alpha", "--user", "ana@alpha.example.org",
                   "--rights", "read", "--expires-days", "3", "--label", "nightly job")
     assert created.exit_code == 0, created.output
     secret = created.output.strip().splitlines()[-1]
@@ -41,7 +41,8 @@ def test_a_token_is_created_printed_once_listed_and_revoked(
     token_id = created.output.split()[2]
     listed = run("tokens", "list", "--member", "alpha")
     assert "nightly" in listed.output and secret[:12] not in listed.output
-    assert run("tokens", "revoke", token_id).exit_code == 0
+    assert run("tokens", "revoke", token_id).exit_code == 1  # not confirmed
+    assert run("tokens", "revoke", token_id, "--yes").exit_code == 0
     assert client.get("/api/v1/members/alpha", headers=headers).status_code == 401
     actions = [r[0] for r in admin_conn.execute(
         "SELECT action FROM hv.audit_log WHERE target = %s ORDER BY id",
@@ -53,11 +54,11 @@ def test_a_token_is_created_printed_once_listed_and_revoked(
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("--member", "beta", "--user", "ana@alpha.example.org"), "belongs to member 'alpha'"),
-    (("--member", "alpha", "--user", "ana@alpha.example.org", "--rights", "export"),
+    (("beta", "--user", "ana@alpha.example.org"), "belongs to member 'alpha'"),
+    (("alpha", "--user", "ana@alpha.example.org", "--rights", "export"),
      "does not hold"),
-    (("--member", "alpha", "--user", "nobody@alpha.example.org"), "no active account"),
-    (("--member", "alpha", "--user", "ana@alpha.example.org", "--rights", "root"),
+    (("alpha", "--user", "nobody@alpha.example.org"), "no active account"),
+    (("alpha", "--user", "ana@alpha.example.org", "--rights", "root"),
      "unknown right"),
 ])
 def test_a_token_beyond_the_accounts_member_or_rights_is_refused(
@@ -69,25 +70,25 @@ def test_a_token_beyond_the_accounts_member_or_rights_is_refused(
 
 
 def test_accounts_and_grants_from_the_command_line(world: World) -> None:
-    created = run("accounts", "create", "carla@alpha.example.org", "--name", "Carla",
-                  "--member", "alpha", "--rights", "read,export")
+    created = run("accounts", "create", "alpha", "carla@alpha.example.org", "--name", "Carla",
+                  "--rights", "read,export")
     assert created.exit_code == 0 and created.output.startswith("+")
-    again = run("accounts", "create", "carla@alpha.example.org", "--name", "Carla",
-                "--member", "alpha", "--rights", "read,export")
+    again = run("accounts", "create", "alpha", "carla@alpha.example.org", "--name", "Carla",
+                "--rights", "read,export")
     assert again.output.startswith("=")
-    not_syndic = run("accounts", "create", "eve@alpha.example.org", "--name", "Eve",
-                     "--member", "alpha", "--operator")
+    not_syndic = run("accounts", "create", "alpha", "eve@alpha.example.org", "--name", "Eve",
+                     "--operator")
     assert not_syndic.exit_code == 1 and "syndicate" in not_syndic.output
-    password = run("accounts", "set-password", "carla@alpha.example.org",
+    password = run("accounts", "set-password", "carla@alpha.example.org", "--yes",
                    input="a long enough password\na long enough password\n")
     assert password.exit_code == 0, password.output
-    grant = run("grants", "create", "--operator", "olga@syndic.example.org", "--member", "beta",
+    grant = run("grants", "create", "beta", "--operator", "olga@syndic.example.org",
                 "--hours", "2", "--reason", "checking a meter")
     assert grant.exit_code == 0, grant.output
     grant_id = grant.output.split()[2].rstrip(":")
     assert "active" in run("grants", "list", "--member", "beta").output
-    assert run("grants", "revoke", grant_id).exit_code == 0
-    refused = run("grants", "create", "--operator", "bob@beta.example.org", "--member", "alpha",
+    assert run("grants", "revoke", grant_id, "-y").exit_code == 0
+    refused = run("grants", "create", "alpha", "--operator", "bob@beta.example.org",
                   "--reason", "not an operator")
     assert refused.exit_code == 1
 
@@ -127,7 +128,7 @@ def test_usage_as_csv_has_one_row_per_member_and_day(world: World,
         "INSERT INTO hv.ingest_outcomes (day, member_slug, event_type, outcome, events, bytes)"
         " VALUES ('2025-01-01', 'alpha', 'up', 'stored', 180, 90000)"
         " ON CONFLICT DO NOTHING")
-    result = run("usage", "--start", "2025-01-01", "--end", "2025-01-02", "--csv")
+    result = run("usage", "--from", "2025-01-01", "--to", "2025-01-02", "--csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.output)))
     alpha = {r["day"]: r for r in rows if r["member"] == "alpha"}
@@ -136,5 +137,5 @@ def test_usage_as_csv_has_one_row_per_member_and_day(world: World,
     assert alpha["2025-01-01"]["active_devices"] == "3"
     assert alpha["2025-01-02"]["uplinks"] == "0"
     assert {r["member"] for r in rows} >= {"alpha", "beta", "syndic"}
-    bad = run("usage", "--start", "2025-02-01", "--end", "2025-01-01")
+    bad = run("usage", "--from", "2025-02-01", "--to", "2025-01-01")
     assert bad.exit_code == 1

@@ -249,7 +249,7 @@ def test_superset_serves_a_members_dashboard_through_the_proxy(stack: Stack) -> 
     """`hv superset apply` provisions the members' dashboards; Superset's API, through the
     proxy over TLS, lists the member's dashboard and serves its charts."""
     stack.hv("superset", "apply", service="superset-init")
-    said = stack.hv("superset", "password", "admin", service="superset-init").stdout
+    said = stack.hv("superset", "password", "admin", "--yes", service="superset-init").stdout
     password = said.strip().rsplit(": ", 1)[-1]
     host = HOSTS["DASHBOARDS_HOSTNAME"]
     login = curl(stack, host, "/api/v1/security/login", "-H", "Content-Type: application/json",

@@ -16,12 +16,12 @@ from tests.conftest import REPO
 COMMANDS = [
     ["migrate"],                                    # commands/database.py
     ["tenants", "plan"],                            # commands/tenants.py
-    ["alerts", "list", "alpha"],                    # commands/analytics.py
+    ["alerts", "list", "alpha"],                    # commands/alerts.py
     ["water", "leaks", "alpha"],                    # commands/analytics.py
     ["shares", "list"],                             # commands/sharing.py
     ["audit", "verify"],                            # commands/audit.py
     ["tenant", "export", "alpha"],                  # commands/export.py
-    ["retention", "plan"],                          # commands/public.py
+    ["retention", "plan"],                          # commands/retention.py
     ["gateways", "list"],                           # commands/chirpstack.py
     ["billing", "alpha", "--date", "2026-11-30"],   # commands/billing.py
     ["backup", "run", "--unencrypted"],             # commands/backup.py

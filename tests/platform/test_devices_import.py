@@ -94,12 +94,17 @@ def test_the_plan_shows_the_devices_and_writes_nothing(
     tenant, keys = files
     before = tenant.read_text(), keys.read_text()
     result = _import(_csv(tmp_path, f"70-B3-D5-A0-00-00-00-02;70b3d5a0ffffffff;{KEY_A};W1-0002;"
-                                    "24-000002"))
+                                    "24-000002"), "--dry-run")
     assert result.exit_code == 0, result.output
     assert "+ line 2: 70b3d5a000000002 'Qalcosonic W1 W1-0002'" in result.output
     assert "'meter_id': '24-000002'" in result.output
     assert "plan only" in result.output
     assert KEY_A not in result.output
+    assert (tenant.read_text(), keys.read_text()) == before
+    # Without --yes and without a terminal to ask on, the plan is shown and nothing written.
+    unconfirmed = _import(_csv(tmp_path, f"70b3d5a000000002;70b3d5a0ffffffff;{KEY_A};W1-0002;"
+                                         "24-000002"))
+    assert unconfirmed.exit_code == 1 and "add --yes" in unconfirmed.output
     assert (tenant.read_text(), keys.read_text()) == before
 
 

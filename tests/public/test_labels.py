@@ -16,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hypervision import qr
+from hypervision.commands import labels as labels_commands
 from hypervision.commands import public as public_commands
 from hypervision.public import labels
 from hypervision.public.records import PublicDevice
@@ -29,6 +30,7 @@ IN_SERVICE = ("c1c1c1c1c1c10001", "c1c1c1c1c1c10002", "c1c1c1c1c1c10003")
 
 def cli() -> typer.Typer:
     app = typer.Typer()
+    labels_commands.register(app)
     public_commands.register(app)
     return app
 

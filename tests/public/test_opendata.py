@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from hypervision import opendata
-from hypervision.commands import public as public_commands
+from hypervision.commands import opendata as opendata_commands
 from hypervision.db import connect_admin
 from tests.public.conftest import Civic
 
@@ -86,9 +86,9 @@ def test_the_opendata_command_suppresses_a_member_with_too_few_meters(civic: Civ
             (paris(D1, 8), "c1c1c1c1c1c10001", 10.0, uuid.uuid4(),
              paris(D1, 9), "c1c1c1c1c1c10001", 25.0, uuid.uuid4()))
     app = typer.Typer()
-    public_commands.register(app)
-    result = CliRunner().invoke(app, ["opendata", "water", "civic", "--first", "2025-03-10",
-                                      "--last", "2025-03-10"])
+    opendata_commands.register(app)
+    result = CliRunner().invoke(app, ["opendata", "water", "civic", "--from", "2025-03-10",
+                                      "--to", "2025-03-10"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.output)))
     # One meter declared: its member-wide group is below k, nothing of it is published.

@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from hypervision import retention
-from hypervision.commands import public as public_commands
+from hypervision.commands import retention as retention_commands
 from tests.retention.conftest import (
     NOW,
     STRAY,
@@ -117,7 +117,7 @@ def test_the_daily_job_enforces_retention_and_is_scheduled(
 
 def cli() -> typer.Typer:
     app = typer.Typer()
-    public_commands.register(app)
+    retention_commands.register(app)
     return app
 
 

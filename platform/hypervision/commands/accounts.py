@@ -11,7 +11,15 @@ from typing import Annotated
 import typer
 
 from hypervision import accounts, audit, mfa
-from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.commands.common import (
+    MemberArg,
+    MemberOption,
+    Yes,
+    confirm_or_exit,
+    console,
+    fail,
+    settings_or_exit,
+)
 from hypervision.db import connect_admin
 
 accounts_app = typer.Typer(help="Named personal accounts.", no_args_is_help=True)
@@ -44,8 +52,7 @@ def _when(value: datetime | None) -> str:
 
 
 @accounts_app.command("list")
-def list_accounts(member: Annotated[str | None, typer.Option(help="Only this member.")] = None
-                  ) -> None:
+def list_accounts(member: MemberOption = None) -> None:
     settings = settings_or_exit()
     with connect_admin(settings) as conn:
         found = accounts.list_accounts(conn, member)
@@ -61,9 +68,9 @@ def list_accounts(member: Annotated[str | None, typer.Option(help="Only this mem
 
 @accounts_app.command("create")
 def create_account(
-    email: str,
+    member: MemberArg,
+    email: Annotated[str, typer.Argument(help="The person's e-mail.")],
     name: Annotated[str, typer.Option(help="The person's name.")],
-    member: Annotated[str, typer.Option(help="The member the account belongs to.")],
     rights: Annotated[str, typer.Option(help="Comma-separated: read,export,admin.")] = "read",
     operator: Annotated[bool, typer.Option(help="A syndicate operator.")] = False,
 ) -> None:
@@ -81,8 +88,11 @@ def create_account(
 
 
 @accounts_app.command("set-password")
-def set_password(email: str) -> None:
-    """Set an account's password for the login endpoint (asked twice, never echoed)."""
+def set_password(email: str, yes: Yes = False) -> None:
+    """Set an account's password for the login endpoint (asked twice, never echoed); its
+    sessions and tokens are revoked."""
+    confirm_or_exit(yes, f"replace the password of {email.lower()} and revoke its sessions"
+                         " and tokens")
     password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     settings = settings_or_exit()
     try:
@@ -94,9 +104,11 @@ def set_password(email: str) -> None:
 
 
 @accounts_app.command("mfa-reset")
-def mfa_reset(email: str) -> None:
+def mfa_reset(email: str, yes: Yes = False) -> None:
     """Remove a person's second factor and recovery codes (a lost phone): their sessions
     and tokens are revoked, and they enrol a new factor at their next sign-in."""
+    confirm_or_exit(yes, f"remove the second factor of {email.lower()} and revoke its"
+                         " sessions and tokens")
     settings = settings_or_exit()
     try:
         with connect_admin(settings) as conn:
@@ -109,7 +121,7 @@ def mfa_reset(email: str) -> None:
 
 @tokens_app.command("create")
 def create_token(
-    member: Annotated[str, typer.Option(help="The member the token acts for.")],
+    member: MemberArg,
     user: Annotated[str, typer.Option(help="The account (e-mail) the token belongs to.")],
     rights: Annotated[str, typer.Option(help="Comma-separated: read,export,admin.")] = "read",
     expires_days: Annotated[int | None, typer.Option(
@@ -117,7 +129,8 @@ def create_token(
     ] = None,
     label: Annotated[str, typer.Option(help="What the token is for.")] = "",
 ) -> None:
-    """Create a token and print it once: it is stored hashed and cannot be shown again."""
+    """Create a token acting for the member and print it once: it is stored hashed and
+    cannot be shown again."""
     settings = settings_or_exit()
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
     try:
@@ -134,8 +147,7 @@ def create_token(
 
 
 @tokens_app.command("list")
-def list_tokens(member: Annotated[str | None, typer.Option(help="Only this member.")] = None
-                ) -> None:
+def list_tokens(member: MemberOption = None) -> None:
     settings = settings_or_exit()
     with connect_admin(settings) as conn:
         found = accounts.list_tokens(conn, member=member)
@@ -147,7 +159,9 @@ def list_tokens(member: Annotated[str | None, typer.Option(help="Only this membe
 
 
 @tokens_app.command("revoke")
-def revoke_token(token_id: int) -> None:
+def revoke_token(token_id: int, yes: Yes = False) -> None:
+    """Revoke a token: requests carrying it are refused from now on."""
+    confirm_or_exit(yes, f"revoke token {token_id}")
     settings = settings_or_exit()
     with connect_admin(settings) as conn:
         found = accounts.revoke_token(conn, _who(), token_id)
@@ -158,12 +172,12 @@ def revoke_token(token_id: int) -> None:
 
 @grants_app.command("create")
 def create_grant(
+    member: MemberArg,
     operator: Annotated[str, typer.Option(help="The operator's e-mail.")],
-    member: Annotated[str, typer.Option(help="Whose personal data they may read.")],
     reason: Annotated[str, typer.Option(help="Why; shown in the member's audit trail.")],
     hours: Annotated[int, typer.Option(min=1, max=accounts.MAX_GRANT_HOURS)] = 24,
 ) -> None:
-    """Let an operator read a member's personal data for a limited time (audited)."""
+    """Let an operator read the member's personal data for a limited time (audited)."""
     settings = settings_or_exit()
     try:
         with connect_admin(settings) as conn:
@@ -176,8 +190,7 @@ def create_grant(
 
 
 @grants_app.command("list")
-def list_grants(member: Annotated[str | None, typer.Option(help="Only this member.")] = None
-                ) -> None:
+def list_grants(member: MemberOption = None) -> None:
     settings = settings_or_exit()
     with connect_admin(settings) as conn:
         found = accounts.list_grants(conn, member)
@@ -190,7 +203,9 @@ def list_grants(member: Annotated[str | None, typer.Option(help="Only this membe
 
 
 @grants_app.command("revoke")
-def revoke_grant(grant_id: int) -> None:
+def revoke_grant(grant_id: int, yes: Yes = False) -> None:
+    """End an operator's grant now."""
+    confirm_or_exit(yes, f"revoke grant {grant_id}")
     settings = settings_or_exit()
     with connect_admin(settings) as conn:
         found = accounts.revoke_grant(conn, _who(), grant_id)

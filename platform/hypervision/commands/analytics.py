@@ -1,5 +1,5 @@
-"""`hypervision rollups|water|waste|air|health|alerts`: the analytics communes read and
-the alerts they act on (hypervision.analytics, hypervision.alerts).
+"""`hypervision rollups|water|waste|air|health`: the analytics communes read
+(hypervision.analytics); the alerts they act on are in alerts.py.
 
 Times on the command line are ISO 8601 (`2026-03-01` or `2026-03-01T08:00`); without an
 offset they are in the member's time zone. Reads of a member's data and every change are
@@ -9,20 +9,29 @@ written to the audit trail.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, cast
-from zoneinfo import ZoneInfo
+from typing import Annotated, cast
 
 import psycopg
 import typer
-from psycopg import sql
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hypervision import audit
-from hypervision.alerts import lifecycle, notify
 from hypervision.analytics import air, health, members, rollups, rounds, waste, water
 from hypervision.analytics.config import ConfigError, MemberAnalytics
-from hypervision.commands.common import admin_db, console, fail, settings_or_exit
+from hypervision.commands.common import (
+    FromDate,
+    MemberArg,
+    MemberOption,
+    ToDate,
+    admin_db,
+    audit_read,
+    console,
+    fail,
+    local_time,
+    settings_or_exit,
+    time_of,
+)
 
 rollups_app = typer.Typer(help="Hourly and daily rollups: refresh, backfill, status.",
                           no_args_is_help=True)
@@ -32,14 +41,10 @@ waste_app = typer.Typer(help="Waste containers: what to empty today.", no_args_i
 air_app = typer.Typer(help="Indoor air: time above thresholds and ICONE per room.",
                       no_args_is_help=True)
 health_app = typer.Typer(help="Device and gateway health.", no_args_is_help=True)
-alerts_app = typer.Typer(help="Alerts: list, acknowledge, close, evaluate now.",
-                         no_args_is_help=True)
 
-Member = Annotated[str, typer.Argument(help="The member's slug.")]
 DevEui = Annotated[str, typer.Argument(help="The device's DevEUI (16 hex digits).")]
-By = Annotated[str | None, typer.Option("--by", help="Who acts (default: the OS user).")]
 # What the commands report as exit code 1 with the reason.
-ERRORS = (LookupError, ConfigError, ValueError, lifecycle.AlertError)
+ERRORS = (LookupError, ConfigError, ValueError)
 
 
 def _members(conn: psycopg.Connection, slug: str | None) -> list[members.Member]:
@@ -51,39 +56,15 @@ def _config(conn: psycopg.Connection, m: members.Member) -> MemberAnalytics:
     return members.sync(conn, m)
 
 
-def _when(text: str | None, zone: str, default: dt.datetime | None = None) -> dt.datetime:
-    """An ISO date or date-time; naive ones are in the member's zone."""
-    if text is None:
-        if default is None:
-            raise fail("a time is required")
-        return default
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise fail(f"{text!r} is not an ISO date or date-time (2026-03-01T08:00)") from None
-    return value if value.tzinfo else value.replace(tzinfo=ZoneInfo(zone))
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _local(t: dt.datetime | None, zone: str) -> str:
-    return t.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M") if t else "—"
-
-
-def _read(conn: psycopg.Connection, slug: str, action: str, target: str,
-          params: dict[str, Any], rows: int) -> None:
-    audit.record(conn, actor=audit.cli_actor(), member=slug, action=action, target=target,
-                 params=params, rows=rows, source="cli")
 
 
 # rollups ---------------------------------------------------------------------------------
 
 
 @rollups_app.command("refresh")
-def rollups_refresh(member: Annotated[str | None, typer.Argument(
-        help="Only this member (default: all).")] = None) -> None:
+def rollups_refresh(member: MemberOption = None) -> None:
     """Bring rollups and derived tables up to date now (what the beat job does)."""
     settings = settings_or_exit()
     with admin_db(*ERRORS) as conn:
@@ -99,17 +80,18 @@ def rollups_refresh(member: Annotated[str | None, typer.Argument(
 
 @rollups_app.command("backfill")
 def rollups_backfill(
-    member: Member,
-    start: Annotated[str, typer.Option("--from", help="Start (ISO date or date-time).")],
-    end: Annotated[str, typer.Option("--to", help="End, excluded.")],
+    member: MemberArg,
+    start: FromDate[str],
+    end: ToDate[str],
     slice_days: Annotated[int, typer.Option(help="Days per transaction.", min=1)] = 7,
 ) -> None:
-    """Recompute rollups and derived tables from the measurements over a period."""
+    """Recompute rollups and derived tables from the measurements from --from to --to
+    (excluded); times without an offset are in the member's time zone."""
     settings = settings_or_exit()
     with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         zone = _config(conn, m).timezone
-        a, b = _when(start, zone), _when(end, zone)
+        a, b = time_of(start, "--from", zone), time_of(end, "--to", zone)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as bar:
@@ -128,13 +110,13 @@ def rollups_backfill(
 
 
 @rollups_app.command("status")
-def rollups_status(member: Annotated[str | None, typer.Argument()] = None) -> None:
+def rollups_status(member: MemberOption = None) -> None:
     """Last refresh and measurements waiting for the next one, per member."""
     with admin_db(*ERRORS) as conn:
         table = Table("member", "last refresh (UTC)", "waiting measurements")
         for m in _members(conn, member):
             lag = rollups.lag(conn, m)
-            table.add_row(m.slug, _local(lag.last_run_at, "UTC"), str(lag.pending))
+            table.add_row(m.slug, local_time(lag.last_run_at, "UTC"), str(lag.pending))
     console.print(table)
 
 
@@ -143,7 +125,7 @@ def rollups_status(member: Annotated[str | None, typer.Argument()] = None) -> No
 
 @water_app.command("index")
 def water_index(
-    member: Member, dev_eui: DevEui,
+    member: MemberArg, dev_eui: DevEui,
     at: Annotated[str, typer.Option("--at", help="When (ISO date or date-time).")],
 ) -> None:
     """The meter's index at a date, for billing: measured, or interpolated (estimated)."""
@@ -153,48 +135,50 @@ def water_index(
         device = members.devices(conn, m.schema, dev_euis=[dev_eui.lower()]).get(dev_eui.lower())
         if device is None or device.category != "water":
             raise fail(f"{m.slug} has no water meter {dev_eui}")
-        when = _when(at, config.timezone)
+        when = time_of(at, "--at", config.timezone)
         found = water.index_at(conn, m.schema, device.dev_eui, when,
                                water.Meter.of(device, config.water))
-        _read(conn, m.slug, "water.index.read", device.dev_eui, {"at": when.isoformat()}, 1)
+        audit_read(conn, m.slug, "water.index.read", device.dev_eui, {"at": when.isoformat()}, 1)
     if found.index_l is None:
-        raise fail(f"no reading of {device.name} at or before {_local(when, config.timezone)}")
+        raise fail(f"no reading of {device.name} at or before {local_time(when, config.timezone)}")
     flag = "estimated" if found.estimated else "measured"
-    console.print(f"{device.name} ({device.dev_eui}) at {_local(when, config.timezone)}:"
+    console.print(f"{device.name} ({device.dev_eui}) at {local_time(when, config.timezone)}:"
                   f" {found.index_l:.1f} L = {found.index_l / 1000:.3f} m³ ({flag},"
                   f" {found.method})")
     for label, reading in (("before", found.before), ("after", found.after)):
         if reading:
             console.print(f"  reading {label}: {reading[1]:.1f} L at"
-                          f" {_local(reading[0], config.timezone)}")
+                          f" {local_time(reading[0], config.timezone)}")
 
 
 @water_app.command("consumption")
 def water_consumption(
-    member: Member, dev_eui: DevEui,
-    start: Annotated[str, typer.Option("--from")],
-    end: Annotated[str, typer.Option("--to")],
+    member: MemberArg, dev_eui: DevEui,
+    start: FromDate[str],
+    end: ToDate[str],
     by: Annotated[str, typer.Option("--by", help="hour, day or month.")] = "day",
 ) -> None:
-    """Litres consumed per hour, day or month (from the rollups)."""
+    """Litres consumed per hour, day or month (from the rollups), from --from to --to
+    (excluded); times without an offset are in the member's time zone."""
     if by not in ("hour", "day", "month"):
         raise fail("--by is hour, day or month")
     with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         zone = _config(conn, m).timezone
-        rows = water.consumption(conn, m.schema, dev_eui.lower(), _when(start, zone),
-                                 _when(end, zone), cast(water.Bucket, by), zone)  # checked above
-        _read(conn, m.slug, "water.consumption.read", dev_eui.lower(),
+        rows = water.consumption(conn, m.schema, dev_eui.lower(), time_of(start, "--from", zone),
+                                 time_of(end, "--to", zone), cast(water.Bucket, by),
+                                 zone)  # checked above
+        audit_read(conn, m.slug, "water.consumption.read", dev_eui.lower(),
               {"from": start, "to": end, "by": by}, len(rows))
     table = Table(by, "litres", "estimated")
     for r in rows:
-        table.add_row(_local(r.start, zone), f"{r.volume_l:.1f}", "yes" if r.estimated else "")
+        table.add_row(local_time(r.start, zone), f"{r.volume_l:.1f}", "yes" if r.estimated else "")
     console.print(table)
 
 
 @water_app.command("leaks")
 def water_leaks(
-    member: Member,
+    member: MemberArg,
     night: Annotated[str | None, typer.Option(help="Last night (date it ends on).")] = None,
 ) -> None:
     """Meters whose night flow never fell to zero for the member's number of nights."""
@@ -204,7 +188,7 @@ def water_leaks(
         last = (dt.date.fromisoformat(night) if night
                 else _now().astimezone(config.zone).date())
         found = water.leaks(conn, m.schema, last, config.water, config.timezone)
-        _read(conn, m.slug, "water.leaks.read", m.schema, {"night": last.isoformat()},
+        audit_read(conn, m.slug, "water.leaks.read", m.schema, {"night": last.isoformat()},
               len(found))
     if not found:
         console.print(f"= no leak suspected ({config.water.leak_nights} nights up to {last})")
@@ -218,16 +202,16 @@ def water_leaks(
 
 @waste_app.command("today")
 def waste_today(
-    member: Member,
+    member: MemberArg,
     at: Annotated[str | None, typer.Option("--at", help="As of (default: now).")] = None,
 ) -> None:
     """Containers to empty today: above the threshold, or full before the next round."""
     with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         config = _config(conn, m)
-        when = _when(at, config.timezone, _now())
+        when = _now() if at is None else time_of(at, "--at", config.timezone)
         chosen = waste.today(conn, m.schema, config.waste, when, config.timezone)
-        _read(conn, m.slug, "waste.today.read", m.schema, {"at": when.isoformat()},
+        audit_read(conn, m.slug, "waste.today.read", m.schema, {"at": when.isoformat()},
               len(chosen))
     if not chosen:
         console.print("= no container to empty")
@@ -235,7 +219,7 @@ def waste_today(
     table = Table("container", "level %", "measured", "%/day", "full in (days)", "why")
     for c in chosen:
         table.add_row(f"{c.name} ({c.dev_eui})", f"{c.level_pct:.0f}",
-                      _local(c.measured_at, config.timezone),
+                      local_time(c.measured_at, config.timezone),
                       "" if c.rate_pct_per_day is None else f"{c.rate_pct_per_day:.1f}",
                       "" if c.days_until_full is None else f"{c.days_until_full:.1f}",
                       "above threshold" if c.reason == "level" else "full before next round")
@@ -243,7 +227,7 @@ def waste_today(
 
 
 @waste_app.command("round")
-def waste_round(member: Member) -> None:
+def waste_round(member: MemberArg) -> None:
     """The collection round over today's containers, from the member's depot and back
     (analytics.waste.depot): stops in order, with the distance of each leg. Read only: the
     refresh job keeps the dashboard's copy."""
@@ -255,7 +239,7 @@ def waste_round(member: Member) -> None:
             found = rounds.plan_for(conn, m.schema, config, settings.tenants_dir, _now())
         except rounds.RoundError as exc:
             raise fail(str(exc)) from None
-        _read(conn, m.slug, "waste.round.read", m.schema, {}, found.containers)
+        audit_read(conn, m.slug, "waste.round.read", m.schema, {}, found.containers)
     table = Table("#", "stop", "level %", "leg (km)", "total (km)")
     for s in found.stops:
         label = s.place.name if s.place.id == rounds.DEPOT else f"{s.place.name} ({s.place.id})"
@@ -274,18 +258,19 @@ def waste_round(member: Member) -> None:
 
 @air_app.command("icone")
 def air_icone(
-    member: Member,
-    start: Annotated[str, typer.Option("--from")],
-    end: Annotated[str, typer.Option("--to")],
+    member: MemberArg,
+    start: FromDate[str],
+    end: ToDate[str],
     building: Annotated[str | None, typer.Option(help="Only this building.")] = None,
 ) -> None:
-    """ICONE and time above the CO2 thresholds per room, over occupied hours."""
+    """ICONE and time above the CO2 thresholds per room, over the occupied hours from
+    --from to --to (excluded); times without an offset are in the member's time zone."""
     with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         config = _config(conn, m)
-        rows = air.rooms(conn, m.schema, _when(start, config.timezone),
-                         _when(end, config.timezone), building)
-        _read(conn, m.slug, "air.rooms.read", m.schema, {"from": start, "to": end}, len(rows))
+        rows = air.rooms(conn, m.schema, time_of(start, "--from", config.timezone),
+                         time_of(end, "--to", config.timezone), building)
+        audit_read(conn, m.slug, "air.rooms.read", m.schema, {"from": start, "to": end}, len(rows))
     low, high = f"{config.air.low_ppm:g}", f"{config.air.high_ppm:g}"
     table = Table("building", "room", "occupied h", f"> {low} ppm", f"> {high} ppm",
                   "n0/n1/n2", "ICONE")
@@ -302,16 +287,16 @@ def air_icone(
 
 
 @health_app.command("devices")
-def health_devices(member: Member) -> None:
+def health_devices(member: MemberArg) -> None:
     """Battery, silence, lost uplinks and radio trend of each device."""
     with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
         config = _config(conn, m)
         rows = health.devices(conn, m.schema, _now(), config.health)
-        _read(conn, m.slug, "health.devices.read", m.schema, {}, len(rows))
+        audit_read(conn, m.slug, "health.devices.read", m.schema, {}, len(rows))
     table = Table("device", "last heard", "silent", "battery %", "loss", "RSSI", "dB/day")
     for d in rows:
-        table.add_row(f"{d.name} ({d.dev_eui})", _local(d.last_seen, config.timezone),
+        table.add_row(f"{d.name} ({d.dev_eui})", local_time(d.last_seen, config.timezone),
                       "yes" if d.silent else "",
                       "" if d.battery_pct is None else
                       f"{d.battery_pct:.0f}{' low' if d.battery_low else ''}",
@@ -322,7 +307,7 @@ def health_devices(member: Member) -> None:
 
 
 @health_app.command("gateways")
-def health_gateways(member: Member) -> None:
+def health_gateways(member: MemberArg) -> None:
     """Gateways that heard the member's devices, and those that stopped hearing."""
     with admin_db(*ERRORS) as conn:
         m = members.member(conn, member)
@@ -330,83 +315,9 @@ def health_gateways(member: Member) -> None:
         rows = health.gateways(conn, m.schema, _now(), config.health)
     table = Table("gateway", "last heard", "uplinks 24 h", "stopped")
     for g in rows:
-        table.add_row(g.gateway_id, _local(g.last_heard, config.timezone), str(g.uplinks_24h),
+        table.add_row(g.gateway_id, local_time(g.last_heard, config.timezone), str(g.uplinks_24h),
                       "yes" if g.silent else "")
     console.print(table)
-
-
-# alerts ----------------------------------------------------------------------------------
-
-
-@alerts_app.command("list")
-def alerts_list(
-    member: Member,
-    state: Annotated[list[str] | None, typer.Option(
-        "--state", help="open, acknowledged or closed (repeatable; default: all).")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 50,
-) -> None:
-    """The member's alerts, newest first."""
-    for s in state or []:
-        if s not in ("open", "acknowledged", "closed"):
-            raise fail(f"unknown state {s!r}")
-    with admin_db(*ERRORS) as conn:
-        m = members.member(conn, member)
-        zone = members.settings_of(conn, m.schema).timezone
-        # Every state was checked above.
-        rows = lifecycle.alerts(conn, m.schema, cast(list[lifecycle.State] | None, state), limit)
-        _read(conn, m.slug, "alerts.read", m.schema, {"state": state or []}, len(rows))
-    table = Table("id", "state", "severity", "rule", "device", "opened", "message")
-    for a in rows:
-        table.add_row(str(a["id"]), a["state"], a["severity"], a["rule"], a["dev_eui"],
-                      _local(a["opened_at"], zone), a["message"])
-    console.print(table)
-
-
-def _act(member: str, alert_id: int, by: str | None, action: str, reason: str = "") -> None:
-    actor = audit.cli_actor()
-    who = by or actor.removeprefix("cli:")
-    with admin_db(*ERRORS) as conn, conn.transaction():
-        m = members.member(conn, member)
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(m.owner)))
-        if action == "acknowledge":
-            row = lifecycle.acknowledge(conn, m.schema, alert_id, who)
-        else:
-            row = lifecycle.close(conn, m.schema, alert_id, who, reason)
-        conn.execute("RESET ROLE")
-        audit.record(conn, actor=actor, member=m.slug, action=f"alerts.{action}",
-                     target=f"alert:{alert_id}", params={"by": who, "reason": reason},
-                     after={"state": row["state"]}, source="cli")
-    console.print(f"~ alert {alert_id} of {m.slug}: {row['state']}")
-
-
-@alerts_app.command("ack")
-def alerts_ack(member: Member, alert_id: Annotated[int, typer.Argument()], by: By = None) -> None:
-    """Acknowledge an open alert: someone is on it."""
-    _act(member, alert_id, by, "acknowledge")
-
-
-@alerts_app.command("close")
-def alerts_close(
-    member: Member, alert_id: Annotated[int, typer.Argument()], by: By = None,
-    reason: Annotated[str, typer.Option(help="Why it is closed.")] = "",
-) -> None:
-    """Close an alert (open or acknowledged)."""
-    _act(member, alert_id, by, "close", reason)
-
-
-@alerts_app.command("evaluate")
-def alerts_evaluate(member: Annotated[str | None, typer.Argument()] = None) -> None:
-    """Evaluate the rules and send due notifications now (what the beat job does)."""
-    settings = settings_or_exit()
-    with admin_db(*ERRORS) as conn:
-        for m in _members(conn, member):
-            result = lifecycle.evaluate_member(conn, m, settings)
-            zone = members.settings_of(conn, m.schema).timezone
-            sent = notify.deliver_due(conn, m, settings, timezone=zone)
-            console.print(f"~ {m.slug}: {len(result.opened)} opened, {len(result.closed)}"
-                          f" closed, {result.still_open} still open; notifications"
-                          f" {len(sent.sent)} sent, {len(sent.retried)} to retry,"
-                          f" {len(sent.failed)} failed")
 
 
 def register(app: typer.Typer) -> None:
@@ -415,4 +326,3 @@ def register(app: typer.Typer) -> None:
     app.add_typer(waste_app, name="waste")
     app.add_typer(air_app, name="air")
     app.add_typer(health_app, name="health")
-    app.add_typer(alerts_app, name="alerts")

@@ -10,7 +10,13 @@ import typer
 from rich.table import Table
 
 from hypervision import audit
-from hypervision.commands.common import console, exit_on_errors, fail, settings_or_exit
+from hypervision.commands.common import (
+    MemberOption,
+    console,
+    exit_on_errors,
+    fail,
+    settings_or_exit,
+)
 from hypervision.db import connect_admin
 
 audit_app = typer.Typer(help="The append-only, hash-chained audit trail.", no_args_is_help=True)
@@ -44,7 +50,7 @@ def verify(
 
 @audit_app.command("show")
 def show(
-    member: Annotated[str | None, typer.Option(help="Only this member's entries.")] = None,
+    member: MemberOption = None,
     action: Annotated[str | None, typer.Option(help="Only this action, e.g. export.csv.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines instead of a table.")] = False,

@@ -11,12 +11,17 @@ import typer
 from rich.table import Table
 
 from hypervision import backup, backup_encryption
-from hypervision.commands.common import console, exit_on_errors, fail, settings_or_exit
+from hypervision.commands.common import (
+    MemberOption,
+    Yes,
+    confirm_or_exit,
+    console,
+    exit_on_errors,
+    fail,
+    settings_or_exit,
+)
 
 backup_app = typer.Typer(help="Backups: run, list and restore archives.", no_args_is_help=True)
-MemberOption = Annotated[
-    str | None, typer.Option("--member", help="One member only (its slug).", show_default=False)
-]
 
 
 def _size(count: int) -> str:
@@ -88,7 +93,7 @@ def restore(
                                                help="Archive name (see `list`) or path.")],
     member: MemberOption = None,
     identity: IdentityOption = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Really replace the data.")] = False,
+    yes: Yes = False,
 ) -> None:
     """Restore a whole full archive, or one member's data from any archive.
 
@@ -108,8 +113,7 @@ def restore(
                 + ", ".join(d["name"] for d in archive.manifest["databases"]))
         console.print(f"~ {what} with archive {archive.name}"
                       f" ({archive.created_at:%Y-%m-%d %H:%M:%S} UTC)")
-        if not yes:
-            raise fail("nothing done: add --yes to restore")
+        confirm_or_exit(yes, f"{what} with archive {archive.name}")
         if member is not None:
             rows = backup.restore_member(settings, archive, member, log=console.print,
                                          identity=identity)

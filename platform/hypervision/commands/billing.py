@@ -18,24 +18,24 @@ import typer
 from hypervision import audit
 from hypervision.analytics import billing, members
 from hypervision.analytics.config import ConfigError
-from hypervision.commands.common import console, err_console, exit_on_errors, fail, settings_or_exit
+from hypervision.commands.common import (
+    FromDate,
+    MemberArg,
+    console,
+    day_of,
+    err_console,
+    exit_on_errors,
+    fail,
+    settings_or_exit,
+)
 from hypervision.db import connect_admin, connect_member
 
 
-def _day(text: str, option: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise fail(f"{option} {text!r} is not a date (2026-03-01)") from None
-
-
 def billing_command(
-    member: Annotated[str, typer.Argument(help="The member's slug.")],
+    member: MemberArg,
     date: Annotated[str, typer.Option(
         "--date", help="Billing date: indexes at 00:00 that day, local time.")],
-    start: Annotated[str | None, typer.Option(
-        "--from", help="Period start (a date; default: the previous billing date, else each"
-        " meter's first reading).")] = None,
+    start: FromDate[str | None] = None,
     output: Annotated[Path | None, typer.Option(
         "-o", "--output", help="CSV file to write (default: billing-MEMBER-DATE.csv).")] = None,
     decimal_comma: Annotated[bool, typer.Option(
@@ -43,9 +43,11 @@ def billing_command(
     actor: Annotated[str | None, typer.Option(help="Who runs it, for the audit trail.")] = None,
 ) -> None:
     """Index at the billing date, consumption over the period and flags (rollover,
-    meter-swap, reverse-flow, gap, no-data) for every water meter of the member."""
+    meter-swap, reverse-flow, gap, no-data) for every water meter of the member. The period
+    starts on the day --from, by default the previous billing date, else each meter's first
+    reading."""
     settings = settings_or_exit()
-    day = _day(date, "--date")
+    day = day_of(date, "--date")
     out = output or Path(f"billing-{member}-{day.isoformat()}.csv")
     partial = out.with_name(out.name + ".partial")
     with exit_on_errors(LookupError, ConfigError), connect_admin(settings) as admin:
@@ -53,7 +55,7 @@ def billing_command(
         config = members.sync(admin, m)
         first: dt.date | None
         if start is not None:
-            first = _day(start, "--from")
+            first = day_of(start, "--from")
         else:
             first = billing.previous_billing(admin, m.slug, day)
     at = billing.billing_instant(day, config.timezone)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hypervision import model_import
-from hypervision.commands.common import catalogue_or_exit, settings_or_exit
+from hypervision.commands.common import Yes, catalogue_or_exit, confirm_or_exit, settings_or_exit
 from hypervision.tenancy.spec import SpecError, load_dir
 from ingest.decode import Catalogue, UplinkToDecode
 
@@ -94,7 +94,7 @@ def add(
     vendor: Annotated[str | None, typer.Option(help="vendor name (default: from the "
                                                "source)")] = None,
     interval: Annotated[int, typer.Option(help="typical seconds between uplinks")] = 900,
-    yes: Annotated[bool, typer.Option("--yes", help="write without asking")] = False,
+    yes: Yes = False,
 ) -> None:
     """Import a vendor's device as an operator model, once its examples decode as declared."""
     settings = settings_or_exit()
@@ -116,8 +116,8 @@ def add(
     typer.echo(f"{step.symbol} {step.model_id} version {step.version}: {step.detail}")
     if step.symbol == "=":
         return
-    if not yes and not typer.confirm(f"write it into {settings.catalogue_dir}?"):
-        raise typer.Exit(1)
+    confirm_or_exit(yes, f"write {step.model_id} version {step.version} into"
+                         f" {settings.catalogue_dir}")
     try:
         model_import.apply(settings.catalogue_dir, candidate, step)
     except model_import.ModelImportError as exc:

@@ -27,8 +27,10 @@ from hypervision.chirpstack.client import ChirpStack, ChirpStackError
 from hypervision.chirpstack.encoders import ENCODERS, EncodeError, encoder_for
 from hypervision.chirpstack.network import Network, NetworkError, load_keys, load_network
 from hypervision.commands.common import (
+    Yes,
     admin_db,
     catalogue_or_exit,
+    confirm_or_exit,
     console,
     err_console,
     exit_on_errors,
@@ -114,13 +116,13 @@ def apply(
     folder: DirOption = None,
     prune: Annotated[bool, typer.Option(
         "--prune", help="Also delete from ChirpStack what is no longer declared.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Confirm the deletions of --prune.")] = False,
+    yes: Yes = False,
 ) -> None:
     """Create or update the members' objects in ChirpStack. Idempotent; deletes nothing
-    without --prune --yes."""
-    if prune and not yes:
-        raise fail("--prune deletes objects from ChirpStack: add --yes to confirm"
-                   " (`hypervision chirpstack plan` shows them)")
+    without --prune (which asks first, unless --yes)."""
+    if prune:
+        confirm_or_exit(yes, "delete from ChirpStack the objects no longer declared"
+                             " (`hypervision chirpstack plan` shows them)")
     specs, network, keys = _inputs(folder)
     with _session() as (conn, client):
         result = provision.apply(conn, client, specs, catalogue_or_exit(), network, keys,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -12,28 +11,46 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from hypervision import reprocess as reprocessing
-from hypervision.commands.common import catalogue_or_exit, console, fail, settings_or_exit
+from hypervision.commands.common import (
+    FromDate,
+    MemberArg,
+    MemberOption,
+    ToDate,
+    Yes,
+    catalogue_or_exit,
+    confirm_or_exit,
+    console,
+    fail,
+    settings_or_exit,
+    time_of,
+)
 from hypervision.db import connect_admin
 
 
 def register(app: typer.Typer) -> None:
     @app.command("reprocess")
     def reprocess(
-        member: Annotated[str, typer.Argument(help="Member slug.")],
+        member: MemberArg,
         device: Annotated[str | None, typer.Option(help="Only this DevEUI.")] = None,
         model: Annotated[str | None, typer.Option(help="Only devices of this model.")] = None,
-        start: Annotated[datetime | None, typer.Option("--from", help="From (UTC).")] = None,
-        end: Annotated[datetime | None, typer.Option("--to", help="Until (UTC).")] = None,
+        start: FromDate[str | None] = None,
+        end: ToDate[str | None] = None,
         resume: Annotated[int | None, typer.Option(help="Resume this run id.")] = None,
         page_size: int = 1000,
         actor: Annotated[str | None, typer.Option(help="Who runs it (audit).")] = None,
+        yes: Yes = False,
     ) -> None:
         """Decode stored raw uplinks again with the current codecs; measurements are
-        replaced, not doubled. Interrupted runs resume with --resume."""
+        replaced, not doubled. Interrupted runs resume with --resume. The period runs from
+        --from to --to (excluded); times without an offset are UTC."""
         settings = settings_or_exit()
         who = actor or f"cli:{getpass.getuser()}"
-        filters = reprocessing.Filters(device.lower() if device else None, model,
-                                       _utc(start), _utc(end))
+        filters = reprocessing.Filters(
+            device.lower() if device else None, model,
+            None if start is None else time_of(start, "--from"),
+            None if end is None else time_of(end, "--to"))
+        confirm_or_exit(yes, f"decode {member}'s stored uplinks again, replacing the"
+                             " measurements decoded from them")
         with connect_admin(settings) as conn:
             try:
                 job = (reprocessing.load_run(conn, resume) if resume is not None
@@ -54,7 +71,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("decode-errors")
     def decode_errors(
-        member: Annotated[str | None, typer.Option(help="Only this member.")] = None,
+        member: MemberOption = None,
     ) -> None:
         """Per device: uplinks that could not be decoded, decoded with warnings, last error."""
         settings = settings_or_exit()
@@ -78,8 +95,3 @@ def register(app: typer.Typer) -> None:
                                   at.isoformat(timespec="seconds") if at else "")
         console.print(table if table.row_count else "= no decode error or warning")
 
-
-def _utc(value: datetime | None) -> datetime | None:
-    from datetime import UTC
-
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value

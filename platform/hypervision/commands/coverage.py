@@ -17,7 +17,7 @@ import psycopg
 import typer
 from rich.table import Table
 
-from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.commands.common import MemberOption, console, fail, settings_or_exit
 from hypervision.db import connect_admin
 from hypervision.settings import Settings
 from hypervision.syndicate import coverage, coverage_map
@@ -43,7 +43,7 @@ def compute(conn: psycopg.Connection, settings: Settings, member: str | None,
 
 @app.command("show")
 def show(
-    member: Annotated[str | None, typer.Option(help="Only this member's devices.")] = None,
+    member: MemberOption = None,
     days: Annotated[int, typer.Option(help="Window: the last N days.")] = 30,
     csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
     svg: Annotated[Path | None, typer.Option("--svg", help="Write the map here.")] = None,

@@ -1,6 +1,6 @@
 """`hypervision devices import`: add a vendor's delivery (CSV/XLSX) to a member's tenant
-file and its AppKeys to the keys file (hypervision.device_import). Plan first; `--yes`
-writes."""
+file and its AppKeys to the keys file (hypervision.device_import). It shows the plan, then
+asks before writing (`--yes` does not ask, `--dry-run` only shows the plan)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 
 from hypervision import device_import
-from hypervision.commands.common import catalogue_or_exit, console, fail, settings_or_exit
+from hypervision.commands.common import (
+    MemberArg,
+    Yes,
+    catalogue_or_exit,
+    confirm_or_exit,
+    console,
+    fail,
+    settings_or_exit,
+)
 
 devices_app = typer.Typer(help="Members' devices: import a vendor's delivery file.",
                           no_args_is_help=True)
@@ -18,17 +26,19 @@ devices_app = typer.Typer(help="Members' devices: import a vendor's delivery fil
 
 @devices_app.command("import")
 def import_devices(
-    member: Annotated[str, typer.Argument(help="Member slug (tenants/<member>.yaml).")],
+    member: MemberArg,
     file: Annotated[Path, typer.Argument(help="The vendor's CSV or XLSX file.")],
     model: Annotated[str, typer.Option(help="Device model id of every row.")],
     column: Annotated[list[str] | None, typer.Option(
         "--column", help="FIELD=HEADER (repeatable); fields: " + ", ".join(device_import.FIELDS)
     )] = None,
     purpose: Annotated[str, typer.Option(help="Why these devices are installed (public).")] = "",
-    yes: Annotated[bool, typer.Option("--yes", help="Write the files (default: plan only).")]
-    = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Only show the plan; write nothing.")] = False,
+    yes: Yes = False,
 ) -> None:
-    """Show the devices and keys a delivery file adds; with --yes, write them."""
+    """Show the devices and keys a delivery file adds to tenants/MEMBER.yaml and the keys
+    file, then write both files."""
     settings = settings_or_exit()
     catalogue = catalogue_or_exit(settings)
     if model not in catalogue.models:
@@ -60,11 +70,12 @@ def import_devices(
         raise fail(f"{len(result.problems)} problem(s) in {file.name}: nothing written")
     console.print(f"= {len(result.steps)} devices for tenants/{member}.yaml, "
                   f"{len(result.steps)} AppKeys for the keys file")
-    if not yes:
-        console.print("plan only: run again with --yes to write both files")
+    if dry_run:
+        console.print("plan only: run again without --dry-run to write both files")
         return
     if keys_file is None:
         raise fail("HV_CHIRPSTACK_KEYS_FILE is not set: the AppKeys need a keys file")
+    confirm_or_exit(yes, f"rewrite tenants/{member}.yaml and {keys_file} with these devices")
     try:
         device_import.apply(result, settings.tenants_dir, keys_file)
     except device_import.DeviceImportError as exc:

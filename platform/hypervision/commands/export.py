@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -28,7 +27,17 @@ from rich.progress import (
 )
 
 from hypervision import archive, audit
-from hypervision.commands.common import console, err_console, exit_on_errors, fail, settings_or_exit
+from hypervision.commands.common import (
+    FromDate,
+    MemberArg,
+    ToDate,
+    console,
+    err_console,
+    exit_on_errors,
+    fail,
+    settings_or_exit,
+    time_of,
+)
 from hypervision.db import connect_admin, connect_member
 from hypervision.export import (
     FORMATS,
@@ -96,13 +105,12 @@ def _audit(settings: Settings, **entry: Any) -> None:
 
 
 def export_command(
-    member: Annotated[str, typer.Argument(help="The member's slug.")],
+    member: MemberArg,
     kind: Annotated[str, typer.Option("--kind", help="measurements or uplinks.")],
     fmt: Annotated[str, typer.Option("--format", help="csv, parquet or jsonl.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write.")],
-    start: Annotated[datetime | None, typer.Option(
-        help="From this time (inclusive; UTC unless an offset is given).")] = None,
-    end: Annotated[datetime | None, typer.Option(help="Until this time (exclusive).")] = None,
+    start_text: FromDate[str | None] = None,
+    end_text: ToDate[str | None] = None,
     device: Annotated[list[str] | None, typer.Option(
         "--device", help="Only this DevEUI (repeatable).")] = None,
     metric: Annotated[list[str] | None, typer.Option(
@@ -118,8 +126,11 @@ def export_command(
     actor: Annotated[str | None, typer.Option(
         help="Who runs it, for the audit trail (default: cli:<os user>).")] = None,
 ) -> None:
-    """Export a member's measurements or raw uplinks, streamed, with a progress bar."""
+    """Export a member's measurements or raw uplinks, streamed, with a progress bar, from
+    --from to --to (excluded); times without an offset are UTC."""
     settings = settings_or_exit()
+    start = None if start_text is None else time_of(start_text, "--from")
+    end = None if end_text is None else time_of(end_text, "--to")
     _choice(kind, KINDS, "kind")
     _choice(fmt, FORMATS, "format")
     if cursor is None and cursor_file is not None and cursor_file.exists():
@@ -172,27 +183,27 @@ def export_command(
 
 @tenant_app.command("export")
 def tenant_export(
-    slug: Annotated[str, typer.Argument(help="The member's slug.")],
+    member: MemberArg,
     output: Annotated[Path | None, typer.Option(
         "-o", "--output", help="Archive to write: .tar, .tar.gz or .zip.")] = None,
     actor: Annotated[str | None, typer.Option(help="Who runs it, for the audit trail.")] = None,
 ) -> None:
     """Write one archive with everything the member owns, and a checksummed manifest."""
     settings = settings_or_exit()
-    out = output or archive.default_archive_name(slug)
+    out = output or archive.default_archive_name(member)
     if not archive.archive_suffix_ok(out):
         raise fail(f"{out}: the archive name must end in .tar, .tar.gz, .tgz or .zip")
     with exit_on_errors(archive.ArchiveError), connect_admin(settings) as conn, \
             _steps() as progress:
-        result = archive.export_member(conn, settings, slug, out, progress=progress)
-        audit.record(conn, actor=actor or audit.cli_actor(), member=slug,
+        result = archive.export_member(conn, settings, member, out, progress=progress)
+        audit.record(conn, actor=actor or audit.cli_actor(), member=member,
                      action="tenant.export", target=str(out), source="cli",
                      params={"fingerprint": result.fingerprint,
                              "counts": result.manifest.counts},
                      rows=sum(result.manifest.counts.get(t, 0)
                               for t in result.manifest.tables))
     counts = ", ".join(f"{k} {v}" for k, v in result.manifest.counts.items())
-    console.print(f"= {slug} archived to {out} ({counts})")
+    console.print(f"= {member} archived to {out} ({counts})")
     console.print(f"fingerprint (SHA-256 of manifest.json): {result.fingerprint}")
 
 

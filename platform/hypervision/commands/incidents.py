@@ -23,6 +23,7 @@ from rich.table import Table
 
 from hypervision.commands.common import (
     Actor,
+    MemberOption,
     When,
     console,
     fail,
@@ -46,8 +47,7 @@ def _left(delta: dt.timedelta) -> str:
 def open_(
     title: Annotated[str, typer.Option(help="What happened, in a line.")],
     severity: Annotated[str, typer.Option(help="low, medium, high or critical.")],
-    member: Annotated[str | None, typer.Option(
-        help="The member concerned; none: the syndicate's shared service.")] = None,
+    member: MemberOption = None,
     description: Annotated[str, typer.Option()] = "",
     significant: Annotated[bool, typer.Option(
         "--significant", help="A significant incident under NIS2: its clocks start.")] = False,
@@ -57,7 +57,8 @@ def open_(
     detected: When = None,
     actor: Actor = None,
 ) -> None:
-    """Record an incident, detected at --at (default now)."""
+    """Record an incident, detected at --at (default now), of the member given by --member
+    or, without it, of the syndicate's shared service."""
     settings = settings_or_exit()
     with connect_admin(settings) as conn:
         try:
@@ -72,7 +73,7 @@ def open_(
 
 @app.command("list")
 def list_(
-    member: Annotated[str | None, typer.Option(help="Only this member's.")] = None,
+    member: MemberOption = None,
     syndicate: Annotated[bool, typer.Option(
         "--syndicate", help="Only the syndicate's own incidents.")] = False,
     state: Annotated[str | None, typer.Option(help="open or closed.")] = None,

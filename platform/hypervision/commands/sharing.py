@@ -14,24 +14,21 @@ Agreements themselves are declared in tenant files and put in force by `tenants 
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 from psycopg.rows import dict_row
 
 from hypervision import audit
-from hypervision.commands.common import admin_db, console, settings_or_exit
+from hypervision.commands.common import MemberOption, admin_db, console, settings_or_exit
 from hypervision.sharing import agreements, deliveries, opendata_catalogue
 
 shares_app = typer.Typer(help="Sharing agreements, deliveries and open data.",
                          no_args_is_help=True)
-MemberOption = Annotated[str | None, typer.Option(
-    "--member", "-m", help="Only the agreements this member grants or receives.")]
 
 
 @shares_app.command("list")
 def list_agreements(member: MemberOption = None) -> None:
-    """Agreements, their recipient, dates and state."""
+    """Agreements, their recipient, dates and state (with --member, those it grants or
+    receives)."""
     with admin_db() as conn, conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             "SELECT * FROM hv.share_agreements WHERE %(m)s::text IS NULL OR provider = %(m)s"

@@ -14,7 +14,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hypervision.commands.common import console, exit_on_errors, fail, settings_or_exit
+from hypervision.commands.common import (
+    Yes,
+    confirm_or_exit,
+    console,
+    exit_on_errors,
+    fail,
+    settings_or_exit,
+)
 from hypervision.services import ServiceError
 from hypervision.superset import process, provision
 from hypervision.superset.client import SupersetError
@@ -95,13 +102,15 @@ def apply(
 
 
 @superset_app.command("password")
-def password(username: Annotated[str, typer.Argument(help="Superset's `admin`.")]) -> None:
+def password(username: Annotated[str, typer.Argument(help="Superset's `admin`.")],
+             yes: Yes = False) -> None:
     """Give Superset's provisioning account (`admin`) a new random password, printed once.
     Members' users have none: they sign in through the platform."""
     settings = settings_or_exit()
     if username.lower() != provision.ADMIN:
         raise fail(f"{username}: only Superset's `admin` has a password; people sign in to"
                    " Superset through the platform (their console account)")
+    confirm_or_exit(yes, f"replace the password of Superset's {provision.ADMIN}")
     new = secrets.token_urlsafe(12)
     try:
         provision.set_password(settings, provision.ADMIN, new)

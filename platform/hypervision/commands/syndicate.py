@@ -15,7 +15,13 @@ import typer
 from rich.table import Table
 
 from hypervision import audit
-from hypervision.commands.common import console, exit_on_errors, fail, settings_or_exit
+from hypervision.commands.common import (
+    MemberArg,
+    console,
+    exit_on_errors,
+    fail,
+    settings_or_exit,
+)
 from hypervision.db import connect_admin
 from hypervision.settings import Settings
 from hypervision.syndicate import assets, costs
@@ -43,7 +49,7 @@ def member_statement(conn: psycopg.Connection, net: Network, member: str,
 
 
 def costs_command(
-    member: Annotated[str, typer.Argument(help="The member's slug.")],
+    member: MemberArg,
     year: Annotated[int, typer.Option("--year", help="The calendar year (UTC days).")],
     csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
     pdf: Annotated[Path | None, typer.Option("--pdf", help="Write a printable PDF here.")] = None,

@@ -10,7 +10,10 @@ import typer
 
 from hypervision import placement
 from hypervision.commands.common import (
+    MemberArg,
+    Yes,
     catalogue_or_exit,
+    confirm_or_exit,
     console,
     exit_on_errors,
     fail,
@@ -96,14 +99,14 @@ def apply(folder: DirOption = None) -> None:
 
 @tenants_app.command("move")
 def move_member(
-    member: Annotated[str, typer.Argument(help="The member's slug.")],
+    member: MemberArg,
     to: Annotated[str | None, typer.Option("--to", help="The server to move it to, by its"
                                            " name in HV_DATABASE_SERVERS_FILE.")] = None,
     drop_old: Annotated[bool, typer.Option(
         "--drop-old", help="Drop the copy the last move left on the former server.")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="End a pause left by a move that stopped half-way.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Confirm --drop-old.")] = False,
+    yes: Yes = False,
 ) -> None:
     """Move a member's schema to another database server: copy, pause its ingestion
     only, catch up, verify counts, switch, resume. The old copy is kept (--drop-old)."""
@@ -118,8 +121,8 @@ def move_member(
             move.resume(settings, member)
             console.print(f"~ {member}: ingestion resumed")
         elif drop_old:
-            if not yes:
-                raise fail("dropping the old copy deletes data: add --yes")
+            confirm_or_exit(yes, f"drop the copy of {member} its last move left on the"
+                                 " former server")
             move.drop_old(settings, member, actor=actor, log=console.print)
         else:
             assert to is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -13,25 +13,32 @@ import typer
 from rich.table import Table
 
 from hypervision import usage
-from hypervision.commands.common import console, fail, settings_or_exit
+from hypervision.commands.common import (
+    FromDate,
+    MemberOption,
+    ToDate,
+    console,
+    day_of,
+    fail,
+    settings_or_exit,
+)
 from hypervision.db import connect_admin
 
 
 def register(app: typer.Typer) -> None:
     @app.command("usage")
     def usage_command(
-        member: Annotated[str | None, typer.Option(help="Only this member.")] = None,
-        start: Annotated[datetime | None, typer.Option(
-            formats=["%Y-%m-%d"], help="First day (default: 30 days ago).")] = None,
-        end: Annotated[datetime | None, typer.Option(
-            formats=["%Y-%m-%d"], help="Last day, included (default: today).")] = None,
+        member: MemberOption = None,
+        start: FromDate[str | None] = None,
+        end: ToDate[str | None] = None,
         csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
         output: Annotated[Path | None, typer.Option(help="Write the CSV to this file.")] = None,
     ) -> None:
-        """Uplinks, bytes, active devices and storage per member and day (UTC)."""
+        """Uplinks, bytes, active devices and storage per member and day (UTC), from the day
+        --from (default: 29 days before --to) to the day --to included (default: today)."""
         settings = settings_or_exit()
-        last = end.date() if end else usage.today()
-        first = start.date() if start else last - timedelta(days=29)
+        last = day_of(end, "--to") if end else usage.today()
+        first = day_of(start, "--from") if start else last - timedelta(days=29)
         try:
             with connect_admin(settings) as conn:
                 members = conn.execute(
