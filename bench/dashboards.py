@@ -484,7 +484,7 @@ QUERIES = [
                AND bucket >= %(end)s - interval '7 days' ORDER BY bucket""",
           needs="rollup_hourly", device="air"),
     # From the sensors' local days (air_daily, kept by the refresh job), as
-    # v_air_icone_journalier: 31 rows per sensor rather than 720 hours.
+    # dash_air_days: 31 rows per sensor rather than 720 hours.
     Query("air: ICONE index per room over a month", "co2 dashboard (air_daily)",
           """SELECT dev_eui, {s}.icone_index(sum(n1), sum(n2), sum(n0 + n1 + n2))
              FROM {s}.air_daily WHERE day >= (%(end)s - interval '30 days')::date
@@ -524,55 +524,6 @@ QUERIES = [
                     gateway_count, data, object, codec, decode_error, event FROM {s}.uplinks
              WHERE dev_eui = %(dev)s AND time >= %(end)s - interval '1 day'
              ORDER BY time LIMIT 1001""", device="water"),
-]
-
-# The analytics views of the member schema (migrations/tenant/views/v_*.sql), as a
-# Superset chart would query them.
-QUERIES += [
-    Query("analytics: v_mesures_horaires, one sensor's CO2 over a week", "v_mesures_horaires",
-          """SELECT heure_locale, moyenne, maximum FROM {s}.v_mesures_horaires
-             WHERE dispositif = %(dev)s AND metrique = 'air.co2'
-               AND heure >= %(end)s - interval '7 days' ORDER BY heure""",
-          needs="v_mesures_horaires", device="air"),
-    Query("analytics: v_eau_conso_journaliere, member total per day over a month",
-          "v_eau_conso_journaliere",
-          """SELECT jour, sum(volume_m3) FROM {s}.v_eau_conso_journaliere
-             WHERE jour >= (%(end)s - interval '30 days')::date GROUP BY jour ORDER BY jour""",
-          needs="v_eau_conso_journaliere"),
-    Query("analytics: v_eau_conso_journaliere, top 20 meters over a month",
-          "v_eau_conso_journaliere",
-          """SELECT compteur, sum(volume_m3) AS m3 FROM {s}.v_eau_conso_journaliere
-             WHERE jour >= (%(end)s - interval '30 days')::date
-             GROUP BY compteur ORDER BY m3 DESC LIMIT 20""", needs="v_eau_conso_journaliere"),
-    Query("analytics: v_eau_conso_mensuelle, member total per month over a year",
-          "v_eau_conso_mensuelle",
-          """SELECT mois, sum(volume_m3) FROM {s}.v_eau_conso_mensuelle
-             WHERE mois >= (%(end)s - interval '365 days')::date GROUP BY mois ORDER BY mois""",
-          needs="v_eau_conso_mensuelle"),
-    Query("analytics: v_eau_conso_anormale, yesterday", "v_eau_conso_anormale",
-          """SELECT * FROM {s}.v_eau_conso_anormale
-             WHERE jour = (%(end)s - interval '1 day')::date""",
-          needs="v_eau_conso_anormale"),
-    Query("analytics: v_eau_nuits, every meter's last night", "v_eau_nuits",
-          """SELECT * FROM {s}.v_eau_nuits WHERE nuit = (%(end)s - interval '1 day')::date""",
-          needs="v_eau_nuits"),
-    Query("analytics: v_eau_nuits, continuous flow nights per meter over a week",
-          "v_eau_nuits",
-          """SELECT dispositif, count(*) FILTER (WHERE debit_continu) FROM {s}.v_eau_nuits
-             WHERE nuit > (%(end)s - interval '8 days')::date GROUP BY dispositif""",
-          needs="v_eau_nuits"),
-    Query("analytics: v_dechets_conteneurs, containers to empty", "v_dechets_conteneurs",
-          "SELECT * FROM {s}.v_dechets_conteneurs WHERE a_vider",
-          needs="v_dechets_conteneurs"),
-    Query("analytics: v_air_salles_horaires, every room over a day", "v_air_salles_horaires",
-          """SELECT * FROM {s}.v_air_salles_horaires
-             WHERE heure >= %(end)s - interval '1 day'""", needs="v_air_salles_horaires"),
-    Query("analytics: v_air_icone_journalier, last month", "v_air_icone_journalier",
-          """SELECT * FROM {s}.v_air_icone_journalier
-             WHERE jour >= (%(end)s - interval '30 days')::date""",
-          needs="v_air_icone_journalier"),
-    Query("analytics: v_sante_dispositifs, every device", "v_sante_dispositifs",
-          "SELECT * FROM {s}.v_sante_dispositifs", needs="v_sante_dispositifs"),
 ]
 
 OPERATOR_QUERIES = [

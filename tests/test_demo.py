@@ -12,6 +12,7 @@ Superset and its services at the end.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from hypervision.analytics import health, members
 from hypervision.settings import Settings
 from tests.conftest import PORT_BASE, TEST_DATA
 
@@ -204,11 +206,9 @@ def test_the_demo_backfills_its_history_through_the_pipeline_before_it_is_ready(
                 f"SELECT DISTINCT kind FROM {schema}.water_events")}
             assert "backflow" in kinds, kinds
             # One sensor has gone silent, one battery is running down.
-            silent, low = conn.execute(
-                f"SELECT count(*) FILTER (WHERE silencieux), count(*) FILTER"
-                f" (WHERE batterie_faible) FROM {schema}.v_sante_dispositifs"
-            ).fetchone()
-            assert (silent, low) == (1, 1)
+            found = health.devices(conn, schema, dt.datetime.now(dt.UTC),
+                                   members.settings_of(conn, schema).health)
+            assert (sum(d.silent for d in found), sum(d.battery_low for d in found)) == (1, 1)
             # Silences are never negative, however the clocks of the gateways compare.
             assert conn.execute(
                 f"SELECT count(*) FROM {schema}.dash_gateways WHERE hours_silent < 0"

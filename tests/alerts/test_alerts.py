@@ -92,7 +92,6 @@ def test_an_alert_opens_once_notifies_once_and_closes(
 
     rows = admin.execute(f"SELECT state, closed_by FROM {SCHEMA}.alerts").fetchall()
     assert rows == [("closed", "system")]
-    assert admin.execute(f"SELECT etat FROM {SCHEMA}.v_alertes").fetchall() == [("Fermée",)]
     assert admin.execute(f"SELECT state, attempts FROM {SCHEMA}.alert_notifications"
                          " ORDER BY channel").fetchall() == [("sent", 1), ("sent", 1)]
 

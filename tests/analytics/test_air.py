@@ -83,10 +83,12 @@ def test_icone_and_time_above_thresholds_per_room_during_occupied_hours(
                                         "École Jules Ferry")}
     assert (day["CM1"].occupied_s, day["CM1"].n2, day["CM1"].icone) == (7200, 2, 3)
     assert list(day) == ["CM1"]
+    # The dashboards' view, summed per room and day as the icone metric does.
     view = admin.execute(
-        f"SELECT jour, n0, n1, n2, icone, minutes_occupees, minutes_au_dessus_seuil_bas,"
-        f" minutes_au_dessus_seuil_haut FROM {SCHEMA}.v_air_icone_journalier"
-        " WHERE salle = 'CM1'").fetchall()
+        f"SELECT day::date, sum(n0), sum(n1), sum(n2), {SCHEMA}.icone_index(sum(n1)::bigint,"
+        f" sum(n2)::bigint, sum(n0 + n1 + n2)::bigint), max(occupied_min), max(above_low_min),"
+        f" max(above_high_min) FROM {SCHEMA}.dash_air_days WHERE room = 'CM1' GROUP BY 1"
+    ).fetchall()
     assert view == [(dt.date(2026, 3, 9), 2, 2, 2, 3, 120, 60, 20)]
     hours = air.room_hours(admin, SCHEMA, utc(2026, 3, 9, 8), utc(2026, 3, 9, 9),
                            "École Jules Ferry")

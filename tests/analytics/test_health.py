@@ -75,8 +75,8 @@ def test_silence_loss_rate_radio_trend_and_battery(
 
     refresh(admin, asettings)
     view = dict(admin.execute(
-        f"SELECT dispositif, batterie_faible FROM {SCHEMA}.v_sante_dispositifs"
-        " WHERE dispositif = ANY(%s)", ([MUTE, BATTERY],)).fetchall())
+        f"SELECT dev_eui, coalesce(battery_pct < 20, false) FROM {SCHEMA}.dash_device_health"
+        " WHERE dev_eui = ANY(%s)", ([MUTE, BATTERY],)).fetchall())
     assert view == {MUTE: False, BATTERY: True}
 
 

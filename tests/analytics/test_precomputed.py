@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from hypervision.analytics import water
+from hypervision.analytics import air, water
 from hypervision.analytics.config import WaterSettings
 from hypervision.db import connect_as
 from hypervision.settings import Settings
@@ -69,12 +69,11 @@ def test_nights_are_kept_per_meter_with_the_hours_each_night_really_has(
         (dt.date(2026, 3, 29), 10.0, 3, 0, 3),
         (dt.date(2026, 3, 30), 10.0, 4, 0, 4),
     ]
-    # The view and the functions agree, the short night included: three nights of
-    # continuous flow, a leak suspicion.
-    assert _rows(admin, "SELECT nuit, heures, debit_continu FROM {s}.v_eau_nuits"
-                        " WHERE dispositif = %s ORDER BY nuit", LEAKY) == [
-        (dt.date(2026, 3, 28), 4, True), (dt.date(2026, 3, 29), 3, True),
-        (dt.date(2026, 3, 30), 4, True)]
+    # The dashboards' view and the functions agree, the short night included: three
+    # nights of continuous flow, a leak suspicion since the 28th.
+    assert _rows(admin, "SELECT last_night::date, nights, since::date, status"
+                        " FROM {s}.dash_water_leaks WHERE dev_eui = %s", LEAKY) == [
+        (dt.date(2026, 3, 30), 3, dt.date(2026, 3, 28), "Fuite suspectée")]
     found = water.nights(admin, SCHEMA, dt.date(2026, 3, 28), dt.date(2026, 3, 30),
                          WaterSettings(), "Europe/Paris", LEAKY)
     assert [(n.night, n.hours, n.never_zero) for n in found] == [
@@ -142,14 +141,18 @@ def test_rooms_are_read_from_air_hourly_with_their_averages(
     put(admin, CM1, "air.temperature", [(utc(2026, 3, 9, 8, 15), 20), (utc(2026, 3, 9, 8, 45), 22)])
     put(admin, CM1, "air.humidity", [(utc(2026, 3, 9, 8, 15), 40)])
     refresh(admin, asettings)
-    query = ("SELECT round(co2_moyen_ppm::numeric, 2)::float, co2_max_ppm,"
-             " temperature_moyenne_c, humidite_moyenne_pct, n0, n1, n2"
-             " FROM {s}.v_air_salles_horaires WHERE salle = 'CM1' AND heure = %s")
-    assert _rows(admin, query, utc(2026, 3, 9, 8)) == [(1366.67, 2000.0, 21.0, 40.0, 2, 2, 2)]
+    def cm1() -> list[tuple[Any, ...]]:
+        return [(round(h.co2_avg or 0, 2), h.co2_max, h.temperature_avg, h.humidity_avg)
+                for h in air.room_hours(admin, SCHEMA, utc(2026, 3, 9, 8), utc(2026, 3, 9, 9))
+                if h.room == "CM1"]
+
+    assert cm1() == [(1366.67, 2000.0, 21.0, 40.0)]
+    assert _rows(admin, "SELECT n0, n1, n2 FROM {s}.air_hourly WHERE dev_eui = %s"
+                        " AND bucket = '2026-03-09 08:00+00'", CM1) == [(2, 2, 2)]
     # A late temperature alone (24 °C at 08:30) reaches the room's hour: 66 / 3 = 22 °C.
     put(admin, CM1, "air.temperature", [(utc(2026, 3, 9, 8, 30), 24)])
     refresh(admin, asettings)
-    assert _rows(admin, query, utc(2026, 3, 9, 8)) == [(1366.67, 2000.0, 22.0, 40.0, 2, 2, 2)]
+    assert cm1() == [(1366.67, 2000.0, 22.0, 40.0)]
 
 
 def test_each_containers_state_is_kept_at_its_latest_reading(
@@ -237,7 +240,7 @@ def test_a_history_rolled_up_before_the_new_tables_gets_them_at_the_next_refresh
 # (dash_water_daily), one container (waste_containers, and the views over it). Three
 # daytime readings make no night: water_nights stays empty.
 EXPECTED_KEPT = {"waste_containers": (1,), "dash_water_daily": (1,), "dash_waste_latest": (1,),
-                 "v_dechets_conteneurs": (1,), "water_nights": (0,), "v_eau_nuits": (0,)}
+                 "dash_waste_plan": (1,), "water_nights": (0,), "dash_water_leaks": (0,)}
 
 
 def test_the_read_only_role_reads_what_the_refresh_keeps(
@@ -248,8 +251,7 @@ def test_the_read_only_role_reads_what_the_refresh_keeps(
     put(admin, GLASS, "fill.level", hourly(utc(2026, 3, 9, 8), [20, 30]))
     refresh(admin, asettings)
     names = ("water_nights", "waste_containers", "dash_water_daily", "dash_waste_latest",
-             "v_eau_nuits", "v_eau_conso_anormale", "v_dechets_conteneurs",
-             "v_air_salles_horaires")
+             "dash_water_leaks", "dash_water_abnormal", "dash_waste_plan", "dash_air_days")
     kept = {name: admin.execute(f"SELECT count(*) FROM {SCHEMA}.{name}").fetchone()
             for name in names}
     with connect_as(asettings, "analytica_reader") as reader:

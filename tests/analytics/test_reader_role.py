@@ -45,8 +45,8 @@ def test_the_read_only_role_can_call_every_reading_function(
         assert health.devices(reader, SCHEMA, utc(2026, 3, 10), config.health)
         assert health.gateways(reader, SCHEMA, utc(2026, 3, 10), config.health) == []
         assert lifecycle.alerts(reader, SCHEMA) == []
-        for view in ("v_eau_conso_journaliere", "v_air_icone_journalier", "v_dechets_conteneurs",
-                     "v_sante_dispositifs", "v_alertes", "v_mesures_horaires"):
+        for view in ("dash_water_daily", "dash_air_days", "dash_waste_plan",
+                     "dash_device_health", "dash_gateways", "dash_measurements"):
             reader.execute(f"SELECT * FROM {SCHEMA}.{view} LIMIT 1").fetchall()
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute(f"DELETE FROM {SCHEMA}.water_hourly")

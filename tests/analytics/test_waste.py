@@ -45,7 +45,7 @@ def test_a_collection_and_a_days_until_full_forecast(
     found = waste.collections_between(admin, SCHEMA, utc(2026, 3, 1), utc(2026, 4, 1))
     assert [(c.time, c.dev_eui, c.level_before, c.level_after) for c in found] == [
         (utc(2026, 3, 10, 15), GLASS, 90.0, 5.0)]
-    assert admin.execute(f"SELECT dispositif, niveau_avant_pct FROM {SCHEMA}.v_dechets_collectes"
+    assert admin.execute(f"SELECT dev_eui, level_before_pct FROM {SCHEMA}.dash_waste_collections"
                          ).fetchall() == [(GLASS, 90.0)]
 
     # Friday 13 March, 17:00 in Paris. The next round (Monday to Friday) is Monday the 16th,

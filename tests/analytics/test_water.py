@@ -62,11 +62,11 @@ def test_it_counts_a_rollover_and_a_meter_swap_and_backflow(
                               "month")
     assert [c.volume_l for c in month] == [900.0]
     assert admin.execute(
-        f"SELECT jour, volume_l FROM {SCHEMA}.v_eau_conso_journaliere WHERE dispositif = %s",
-        (SWAP,)).fetchall() == [(dt.date(2026, 3, 10), 900.0)]
+        f"SELECT day, consumption_m3 FROM {SCHEMA}.dash_water_daily WHERE dev_eui = %s",
+        (SWAP,)).fetchall() == [(dt.datetime(2026, 3, 10), 0.9)]
     assert admin.execute(
-        f"SELECT mois, volume_m3 FROM {SCHEMA}.v_eau_conso_mensuelle WHERE dispositif = %s",
-        (SWAP,)).fetchall() == [(dt.date(2026, 3, 1), 0.9)]
+        f"SELECT month, volume_l FROM {SCHEMA}.water_monthly WHERE dev_eui = %s",
+        (SWAP,)).fetchall() == [(dt.date(2026, 3, 1), 900.0)]
 
     found = [(e.dev_eui, e.time, e.kind, e.index_before, e.index_after, e.volume_l)
              for e in water.events(admin, SCHEMA, utc(2026, 3, 10), utc(2026, 3, 11))]
@@ -158,9 +158,10 @@ def test_a_leak_over_three_nights_is_suspected(
     assert [(n.night, n.min_flow_l_h, n.hours, n.never_zero) for n in nights] == [
         (dt.date(2026, 1, d), 0.0, 4, False) for d in (13, 14, 15)]
     view = admin.execute(
-        f"SELECT dispositif, count(*) FILTER (WHERE debit_continu) FROM {SCHEMA}.v_eau_nuits"
-        " WHERE nuit BETWEEN '2026-01-13' AND '2026-01-15' GROUP BY 1 ORDER BY 1").fetchall()
-    assert view == [(LEAKY, 3), (SOBER, 0)]
+        f"SELECT dev_eui, last_night::date, nights, status FROM {SCHEMA}.dash_water_leaks"
+        " WHERE dev_eui = ANY(%s) ORDER BY 1", ([LEAKY, SOBER],)).fetchall()
+    assert view == [(LEAKY, dt.date(2026, 1, 15), 3, "Fuite suspectée"),
+                    (SOBER, dt.date(2026, 1, 15), 0, "Normal")]
 
 
 def test_a_day_far_above_the_meters_own_history_is_abnormal(

@@ -175,7 +175,7 @@ def derive(
     """Recompute what is computed from air_hourly for the hours of each sensor's range
     [lo, hi), in the caller's transaction: the CO2, temperature and humidity of each hour
     (count, sum, CO2 maximum, from rollup_hourly), so that rooms are read from air_hourly
-    alone (v_air_salles_horaires), and the local days overlapping the range (air_daily)."""
+    alone (air.room_hours), and the local days overlapping the range (air_daily)."""
     if not ranges:
         return
     conn.execute(

@@ -1,7 +1,7 @@
 """The day's collection round: the containers to collect, in the order a truck should
 visit them, from the member's depot and back (see analytics/README.md, "Waste").
 
-1. The containers are those on the day's list (v_dechets_conteneurs, `a_vider`: level
+1. The containers are those on the day's list (dash_waste_plan, `to_collect`: level
    above `waste.empty_above_pct` or full before the next round) that have coordinates
    (location.lat/lon); the others are reported as not placed.
 2. Distances between every pair of stops, in metres: from the member's road distance file
@@ -187,10 +187,10 @@ def to_collect(conn: psycopg.Connection, schema: str) -> tuple[list[Place], list
     rows = conn.execute(
         sql.SQL(
             """
-            SELECT c.dispositif, c.conteneur, d.lat, d.lon, c.niveau_pct
-            FROM {s}.v_dechets_conteneurs c
-            JOIN {s}.analytics_devices d ON d.dev_eui = c.dispositif
-            WHERE c.a_vider ORDER BY c.dispositif
+            SELECT c.dev_eui, c.device_name, d.lat, d.lon, c.fill_pct
+            FROM {s}.dash_waste_plan c
+            JOIN {s}.analytics_devices d ON d.dev_eui = c.dev_eui
+            WHERE c.to_collect ORDER BY c.dev_eui
             """
         ).format(s=sql.Identifier(schema))
     ).fetchall()
