@@ -1,7 +1,7 @@
 """What every benchmark needs: its own services, the machine's description, a process
 monitor and the JSON result file.
 
-Each benchmark runs against the platform's own local services (hypervision.services) in a
+Each benchmark runs against the platform's own local daemons (hypervision.daemons) in a
 data folder and on ports of its own (`--data-dir`, `--port-base`), never the development
 or test instances. The services are started if they are not running, and stopped at the
 end only if the benchmark started them (unless `--keep-services`).
