@@ -71,7 +71,7 @@ def settings() -> Settings:
 
 
 @contextmanager
-def running_services(settings: Settings) -> Iterator[Settings]:
+def running_daemons(settings: Settings) -> Iterator[Settings]:
     """Fresh PostgreSQL/TimescaleDB, Redis and Mosquitto in settings.data_dir, stopped
     whatever happens: a start that fails half-way (PostgreSQL up, Mosquitto's port taken)
     stops what did start (tests/platform/test_test_fixtures.py)."""
@@ -92,7 +92,7 @@ def running_services(settings: Settings) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def services(settings: Settings) -> Iterator[Settings]:
     """Fresh PostgreSQL/TimescaleDB, Redis and Mosquitto for the whole session."""
-    with running_services(settings) as started:
+    with running_daemons(settings) as started:
         yield started
 
 

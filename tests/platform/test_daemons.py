@@ -247,7 +247,7 @@ def test_stopping_everything_leaves_nothing_listening(local: Settings) -> None:
 def test_the_test_services_fixture_stops_what_it_started_when_a_start_fails() -> None:
     """The session fixture's services (tests/conftest.py): Mosquitto's port is taken, so
     the start fails after PostgreSQL and Redis are up; both must be stopped."""
-    from tests.conftest import running_services
+    from tests.conftest import running_daemons
 
     data_dir = private_data_dir()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
@@ -256,7 +256,7 @@ def test_the_test_services_fixture_stops_what_it_started_when_a_start_fails() ->
         settings = make_settings(data_dir / "services", mqtt_port=squatter.getsockname()[1])
         try:
             with pytest.raises(daemons.DaemonError, match="already in use"), \
-                    running_services(settings):
+                    running_daemons(settings):
                 pytest.fail("the services started on a taken port")
             assert daemons.status(settings) == {"postgres": False, "redis": False,
                                                  "mosquitto": False}
