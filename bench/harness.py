@@ -1,7 +1,7 @@
 """What every benchmark needs: its own services, the machine's description, a process
 monitor and the JSON result file.
 
-Each benchmark runs against the platform's own local services (hypervision.services) in a
+Each benchmark runs against the platform's own local daemons (hypervision.daemons) in a
 data folder and on ports of its own (`--data-dir`, `--port-base`), never the development
 or test instances. The services are started if they are not running, and stopped at the
 end only if the benchmark started them (unless `--keep-services`).
@@ -53,9 +53,9 @@ class BenchEnv:
 
     def close(self) -> None:
         if self.started_services and not self.keep_services:
-            from hypervision import services
+            from hypervision import daemons
 
-            services.stop_all(self.settings)
+            daemons.stop_all(self.settings)
 
 
 def setup(args: argparse.Namespace, extra_env: dict[str, str] | None = None,
@@ -79,7 +79,7 @@ def setup(args: argparse.Namespace, extra_env: dict[str, str] | None = None,
         **(extra_env or {}),
     }
     os.environ.update(env_values)
-    from hypervision import services
+    from hypervision import daemons
     from hypervision.settings import Settings, get_settings
 
     get_settings.cache_clear()
@@ -90,8 +90,8 @@ def setup(args: argparse.Namespace, extra_env: dict[str, str] | None = None,
     if not data_dir.exists():
         data_dir.mkdir(parents=True)
         data_dir.chmod(0o755)
-    running = services.status(settings)
-    services.start_all(settings)
+    running = daemons.status(settings)
+    daemons.start_all(settings)
     if fresh:
         reset_database(settings)
     migrate_all(settings)

@@ -904,14 +904,14 @@ def start_second_server(bench: harness.BenchEnv, args: argparse.Namespace) -> tu
     platform's, which now carry the file."""
     import yaml
 
-    from hypervision import services
+    from hypervision import daemons
 
     settings = bench.settings
     second = settings.model_copy(update={"data_dir": settings.data_dir / "second",
                                          "pg_port": args.port_base + 433})
-    services.stop_postgres(second)
+    daemons.postgres.stop(second)
     shutil.rmtree(second.data_dir, ignore_errors=True)
-    services.start_postgres(second)
+    daemons.postgres.start(second)
     path = settings.data_dir / "servers.yaml"
     path.write_text(yaml.safe_dump({"version": "v1", "kind": "database_servers", "servers": [
         {"name": "primary", "role": "primary"},
@@ -993,9 +993,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ctx.procs.stop(ctx.procs.naive)
         bench.close()
         if second is not None and not args.keep_services:
-            from hypervision import services
+            from hypervision import daemons
 
-            services.stop_postgres(second)
+            daemons.postgres.stop(second)
     cores = result["machine"].get("cores") or 2
     for phase in ("naive", "throughput", "latency"):
         if result.get(phase):

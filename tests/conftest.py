@@ -71,28 +71,28 @@ def settings() -> Settings:
 
 
 @contextmanager
-def running_services(settings: Settings) -> Iterator[Settings]:
+def running_daemons(settings: Settings) -> Iterator[Settings]:
     """Fresh PostgreSQL/TimescaleDB, Redis and Mosquitto in settings.data_dir, stopped
     whatever happens: a start that fails half-way (PostgreSQL up, Mosquitto's port taken)
     stops what did start (tests/platform/test_test_fixtures.py)."""
-    from hypervision import services as svc
+    from hypervision import daemons
 
-    svc.stop_all(settings)
+    daemons.stop_all(settings)
     if settings.data_dir.exists():
         shutil.rmtree(settings.data_dir)
     settings.data_dir.mkdir(parents=True)
     settings.data_dir.chmod(0o755)
     try:
-        svc.start_all(settings)
+        daemons.start_all(settings)
         yield settings
     finally:
-        svc.stop_all(settings)
+        daemons.stop_all(settings)
 
 
 @pytest.fixture(scope="session")
 def services(settings: Settings) -> Iterator[Settings]:
     """Fresh PostgreSQL/TimescaleDB, Redis and Mosquitto for the whole session."""
-    with running_services(settings) as started:
+    with running_daemons(settings) as started:
         yield started
 
 

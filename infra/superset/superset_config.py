@@ -3,7 +3,7 @@
 Superset loads this file through SUPERSET_CONFIG_PATH. It runs inside Superset's own
 virtualenv (.venv-superset) and cannot import the platform, so the platform passes every
 value it needs as an environment variable when it starts the web server
-(hypervision.superset.process):
+(hypervision.superset.server):
 
     HV_SUPERSET_SECRET_KEY      signs sessions and encrypts stored database passwords
     HV_SUPERSET_DATABASE_URI    the metadata database, in the platform's PostgreSQL

@@ -304,7 +304,7 @@ def refresh_rollups(settings: Settings, console: Console) -> None:
 
 def run(settings: Settings, rate: float, duration: float | None, console: Console,
         stop_all: bool = False, history_days: float | None = None) -> Snapshot:
-    from hypervision import services, supervise
+    from hypervision import daemons, supervise
     from hypervision.commands.database import run_migrations
     from hypervision.commands.tenants import apply_tenants
     from hypervision.db import connect_admin
@@ -320,7 +320,7 @@ def run(settings: Settings, rate: float, duration: float | None, console: Consol
     log = console.print
     dashboards: tuple[str, str, str] = ("", "", "")
     days = settings.demo_history_days if history_days is None else history_days
-    were_running = services.status(settings)
+    were_running = daemons.status(settings)
     superset_was_running = superset_status(settings)
     children: list[subprocess.Popen[bytes]] = []
     receiver = None
@@ -333,7 +333,7 @@ def run(settings: Settings, rate: float, duration: float | None, console: Consol
     last: Snapshot | None = None
     final: Snapshot | None = None
     try:
-        services.start_all(settings, log=log)
+        daemons.start_all(settings, log=log)
         run_migrations()
         apply_tenants(quiet=True)
         specs = load_dir(settings.tenants_dir)
@@ -427,7 +427,7 @@ def run(settings: Settings, rate: float, duration: float | None, console: Consol
             if not superset_was_running:
                 stop_superset(settings, log=log)
             if not any(were_running.values()):
-                services.stop_all(settings, log=log)
+                daemons.stop_all(settings, log=log)
     if final is None:
         return Snapshot(at=time.monotonic())
     log(f"published {published[0]} live events; stored {final.stored} uplinks in all,"

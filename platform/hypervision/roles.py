@@ -280,7 +280,7 @@ def grant_member(conn: psycopg.Connection, settings: Settings, slug: str, schema
 
 
 def ensure_superset_role(conn: psycopg.Connection, settings: Settings) -> None:
-    """Superset's login role, owner of its metadata database (hypervision.superset.process)."""
+    """Superset's login role, owner of its metadata database (hypervision.superset.server)."""
     role = settings.superset_db_role
     ensure_login_role(conn, role, settings.ensure_role_password(role), inherit=True)
 

@@ -41,13 +41,13 @@ def bench_services() -> Iterator[Path]:
     BENCH_DATA.mkdir(parents=True, exist_ok=True)
     BENCH_DATA.chmod(0o755)
     yield BENCH_DATA
-    from hypervision import services
+    from hypervision import daemons
     from hypervision.settings import Settings
 
     settings = Settings(secret_key="x" * 64, data_dir=BENCH_DATA,
                         pg_port=BENCH_PORT_BASE + 432, redis_port=BENCH_PORT_BASE + 379,
                         mqtt_port=BENCH_PORT_BASE + 883)
-    services.stop_all(settings)
+    daemons.stop_all(settings)
     # The ingest benchmark's second database server (--servers 2), when it ran.
-    services.stop_postgres(settings.model_copy(update={
+    daemons.postgres.stop(settings.model_copy(update={
         "data_dir": BENCH_DATA / "second", "pg_port": BENCH_PORT_BASE + 433}))

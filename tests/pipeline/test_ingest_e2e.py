@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from hypervision import services
+from hypervision import daemons
 from tests.conftest import Worker, wait_for
 from tests.pipeline.helpers import (
     broker_held_messages,
@@ -178,12 +178,12 @@ def test_a_postgresql_restart_during_ingestion_loses_nothing(
     with connect_admin(platform_db) as admin:
         wait_for(lambda: stored_count(admin, ids) > 0, interval=0.02,
                  what="the pipeline to start storing")
-    services.stop_postgres(platform_db)
+    daemons.postgres.stop(platform_db)
     try:
         publish(platform_db, second)
         publisher.join()
     finally:
-        services.start_postgres(platform_db)
+        daemons.postgres.start(platform_db)
     with connect_admin(platform_db) as admin:
         (started_after,) = admin.execute("SELECT pg_postmaster_start_time()").fetchone()
         assert started_after > started_before  # the server did restart

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from hypervision import services
+from hypervision import daemons
 from hypervision.settings import Settings
 from tests.conftest import wait_for
 from tests.pipeline.helpers import dedup_id, publish_at, stored_count
@@ -81,21 +81,21 @@ def outcomes(admin: psycopg.Connection) -> dict[str, int]:
 
 
 def restart_redis(settings: Settings) -> None:
-    services.stop_redis(settings)
+    daemons.redis.stop(settings)
     time.sleep(2)  # down long enough for every client to notice
-    services.start_redis(settings)
+    daemons.redis.start(settings)
 
 
 def restart_mosquitto(settings: Settings) -> None:
-    services.stop_mosquitto(settings)
+    daemons.mosquitto.stop(settings)
     time.sleep(2)
-    services.start_mosquitto(settings)
+    daemons.mosquitto.start(settings)
 
 
 def restart_postgres(settings: Settings) -> None:
-    services.stop_postgres(settings)
+    daemons.postgres.stop(settings)
     time.sleep(2)
-    services.start_postgres(settings)
+    daemons.postgres.start(settings)
 
 
 RESTARTS: dict[str, Callable[[Settings], None]] = {
@@ -125,7 +125,7 @@ def pipeline(platform_db: Settings) -> Iterator[dict[str, Process]]:
         for process in processes.values():
             process.terminate()
         # Whatever a test did, the services are up again for the next one.
-        services.start_all(platform_db)
+        daemons.start_all(platform_db)
 
 
 def sent_jobs(beat: Process) -> int:
@@ -197,8 +197,8 @@ def test_a_batch_that_finishes_after_redis_came_back_is_acknowledged_and_the_wor
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
             ).fetchone()[0] > 0, what="a batch waiting on the lock")
             connected = pipeline["worker"].log().count("Connected to")
-            services.stop_redis(platform_db)
-            services.start_redis(platform_db)
+            daemons.redis.stop(platform_db)
+            daemons.redis.start(platform_db)
             wait_for(lambda: pipeline["worker"].log().count("Connected to") > connected,
                      timeout=60, what="the worker to reconnect")
         wait_for(lambda: stored_count(admin, ids) == len(ids), timeout=120,
@@ -220,8 +220,8 @@ def test_every_process_stops_promptly_on_sigterm_while_redis_and_mosquitto_are_d
     wait_for(lambda: "ready" in pipeline["worker"].log(), what="worker ready")
     wait_for(lambda: "receiving MQTT" in pipeline["receiver"].log(), what="receiver up")
     failures = pipeline["worker"].log().count("Cannot connect")
-    services.stop_mosquitto(platform_db)
-    services.stop_redis(platform_db)
+    daemons.mosquitto.stop(platform_db)
+    daemons.redis.stop(platform_db)
     # Long enough for each to be in its reconnection loop (and beat in its retries).
     wait_for(lambda: pipeline["worker"].log().count("Cannot connect") > failures,
              what="worker retrying")

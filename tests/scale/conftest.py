@@ -49,7 +49,7 @@ def two_servers(platform_db: Settings) -> Iterator[TwoServers]:
     tests start (workers), the scale test members applied; at the end of this folder's
     tests, the scale members removed from the catalogue and the second cluster stopped, so
     that the tests after these see the suite's members only, all on the primary."""
-    from hypervision import services as svc
+    from hypervision import daemons
     from hypervision.db import connect_admin
     from hypervision.tenancy import apply as tenancy
     from hypervision.tenancy.spec import load_dir
@@ -58,7 +58,7 @@ def two_servers(platform_db: Settings) -> Iterator[TwoServers]:
     second = platform_db.model_copy(update={
         "data_dir": TEST_DATA / "second", "pg_port": SECOND_PORT, "pg_shared_buffers": "128MB"})
     path = TEST_DATA / "servers.yaml"
-    svc.start_postgres(second)
+    daemons.postgres.start(second)
     try:
         write_servers_file(path, second)
         settings = platform_db.model_copy(update={"database_servers_file": path})
@@ -72,7 +72,7 @@ def two_servers(platform_db: Settings) -> Iterator[TwoServers]:
                 remove_member(conn, spec)
     finally:
         os.environ.pop("HV_DATABASE_SERVERS_FILE", None)
-        svc.stop_postgres(second)
+        daemons.postgres.stop(second)
 
 
 @pytest.fixture

@@ -179,19 +179,19 @@ def test_a_paused_member_waits_and_the_others_are_stored(
 def test_an_unreachable_server_holds_back_only_its_members(
     pipeline: Any, scale_simulator: Any, two_servers: TwoServers
 ) -> None:
-    from hypervision import services as svc
+    from hypervision import daemons
 
     settings = two_servers.settings
     holder, proc, _ = pipeline
     items = batch_of(scale_simulator, {"alpha", "kappa"})
     kappa = [i for i in items if "9a9a9a9a9a9a" in i[0]]
-    svc.stop_postgres(two_servers.second)
+    daemons.postgres.stop(two_servers.second)
     try:
         result = proc.process(holder[0], envelopes(items))
         assert result.total(Outcome.STORED) == len(items) - len(kappa)
         assert len(result.deferred) == len(kappa)
     finally:
-        svc.start_postgres(two_servers.second)
+        daemons.postgres.start(two_servers.second)
     later = proc.process(holder[0], result.deferred)
     assert later.total(Outcome.STORED) == len(kappa)
     assert rows_on(settings, "second", "tenant_kappa", ids_of(kappa)) == len(kappa)

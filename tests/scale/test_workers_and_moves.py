@@ -45,14 +45,14 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_a_stopped_server_holds_back_only_its_members_then_all_arrive_once(
     two_servers: TwoServers, worker: Any, receiver: Any, scale_simulator: Any
 ) -> None:
-    from hypervision import services as svc
+    from hypervision import daemons
 
     settings = two_servers.settings
     sim = scale_simulator
     alpha = [sim.uplink(d) for d in sim.devices if d.member == "alpha" for _ in range(5)]
     kappa = [sim.uplink(d) for d in sim.devices if d.member == "kappa" for _ in range(5)]
     before = outcome_totals(settings, "kappa")
-    svc.stop_postgres(two_servers.second)
+    daemons.postgres.stop(two_servers.second)
     try:
         # Interleaved, so that batches hold both members.
         publish(settings, [x for pair in itertools.zip_longest(alpha, kappa) for x in pair
@@ -62,7 +62,7 @@ def test_a_stopped_server_holds_back_only_its_members_then_all_arrive_once(
         # kappa's events wait: no outcome counted for them.
         assert outcome_totals(settings, "kappa") == before
     finally:
-        svc.start_postgres(two_servers.second)
+        daemons.postgres.start(two_servers.second)
     wait_for(lambda: count_on(settings, "second", "tenant_kappa", ids_of(kappa))[0]
              == len(kappa), timeout=180, what="kappa stored once the second server is back")
     wait_for(lambda: outcome_totals(settings, "kappa").get("stored", 0)

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from hypervision.settings import get_settings
-from hypervision.superset import process
-from hypervision.superset.process import CONFIG_FILE
+from hypervision.superset import server
 from hypervision.superset.provision import user_roles
+from hypervision.superset.server import CONFIG_FILE
 from hypervision.tenancy.spec import TenantSpec
 
 SYNDIC = {"version": "v1", "kind": "tenant", "name": "syndic_x",
@@ -23,8 +23,8 @@ SYNDIC = {"version": "v1", "kind": "tenant", "name": "syndic_x",
 
 def _config(monkeypatch: pytest.MonkeyPatch, public_url: str | None) -> dict[str, Any]:
     settings = get_settings().model_copy(update={"superset_public_url": public_url})
-    monkeypatch.setattr(process, "metadata_uri", lambda _: "postgresql+psycopg2://x@y/z")
-    for name, value in process.environment(settings).items():
+    monkeypatch.setattr(server, "metadata_uri", lambda _: "postgresql+psycopg2://x@y/z")
+    for name, value in server.environment(settings).items():
         monkeypatch.setenv(name, value)
     return runpy.run_path(str(CONFIG_FILE))
 

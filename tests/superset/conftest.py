@@ -158,7 +158,7 @@ def platform_api(platform_db: Settings, oidc_provider: str) -> Iterator[Settings
 
 @pytest.fixture(scope="session")
 def superset(platform_api: Settings) -> Iterator[Deployment]:
-    from hypervision.superset import process, provision, signin
+    from hypervision.superset import provision, server, signin
     from hypervision.tenancy.spec import load_dir
     from tests.superset.history import feed_history
 
@@ -168,22 +168,22 @@ def superset(platform_api: Settings) -> Iterator[Deployment]:
                for i, s in enumerate(specs)}
     refresh_rollups(settings, [s.name for s in specs])
     try:
-        process.start(settings)
+        server.start(settings)
         results = provision.apply(settings, alpha_spec_with_users(specs, ALPHA_USER),
                                   log=lambda _: None)
         yield Deployment(settings, signin.platform_public_url(settings), specs, uplinks,
                          {r.target: r.dashboards for r in results})
     finally:
-        process.stop(settings)
+        server.stop(settings)
 
 
 def sign_in(deployment: Deployment, persona: str) -> Any:
     """A Superset client signed in as `persona`, through the platform."""
-    from hypervision.superset import Client, process
+    from hypervision.superset import Client, server
 
     email = PERSONAS[persona][0]
     return Client.through_platform(
-        process.url(deployment.settings), deployment.platform, email, PASSWORD,
+        server.url(deployment.settings), deployment.platform, email, PASSWORD,
         code=lambda: recovery_code(deployment.settings, email))
 
 

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from hypervision.commands import superset as superset_commands
-from hypervision.superset import process
+from hypervision.superset import server
 from tests.superset.conftest import ALPHA_USER, Deployment
 
 pytestmark = pytest.mark.services
@@ -36,14 +36,14 @@ def test_start_is_idempotent_and_status_says_running(superset: Deployment,
 
 def test_a_restart_skips_the_bootstrap_and_answers_again(superset: Deployment) -> None:
     settings = superset.settings
-    first = process.pid(settings)
-    process.stop(settings)
-    assert process.pid(settings) is None
-    assert not process.status(settings)
+    first = server.pid(settings)
+    server.stop(settings)
+    assert server.pid(settings) is None
+    assert not server.status(settings)
     messages: list[str] = []
-    process.start(settings, log=messages.append)
-    assert process.status(settings)
-    assert process.pid(settings) != first
+    server.start(settings, log=messages.append)
+    assert server.status(settings)
+    assert server.pid(settings) != first
     assert not any("metadata database" in m for m in messages), messages
 
 

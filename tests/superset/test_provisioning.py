@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import yaml
 
-from hypervision.superset import process, provision
+from hypervision.superset import provision, server
 from hypervision.superset.templates import TEMPLATES_DIR, load
 from tests.superset.conftest import (
     ALPHA_USER,
@@ -192,7 +192,7 @@ def test_the_operator_sees_counts_per_member_and_no_member_data(
 def test_superset_refuses_content_from_other_origins(superset: Deployment) -> None:
     import httpx
 
-    answer = httpx.get(f"{process.url(superset.settings)}/login/")
+    answer = httpx.get(f"{server.url(superset.settings)}/login/")
     policy = answer.headers["content-security-policy"]
     directives = dict(d.strip().split(" ", 1) for d in policy.split(";") if d.strip())
     assert directives["default-src"] == "'self'"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hypervision.superset import process
+from hypervision.superset import server
 from tests.superset import browser
 from tests.superset.browser import problems
 from tests.superset.conftest import (
@@ -31,7 +31,7 @@ ARTEFACTS = Path(__file__).resolve().parent / "artefacts"
 
 def screenshots(deployment: Deployment, username: str, dashboards: list[str],
                 out: Path = ARTEFACTS) -> list[dict[str, Any]]:
-    return browser.screenshots(process.url(deployment.settings), username, PASSWORD,
+    return browser.screenshots(server.url(deployment.settings), username, PASSWORD,
                                dashboards, out, codes=[recovery_code(deployment.settings,
                                                                      username)]
                                if username == OPERATOR_USER else None)

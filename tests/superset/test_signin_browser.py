@@ -16,7 +16,7 @@ import pytest
 
 from hypervision import accounts
 from hypervision.db import connect_admin
-from hypervision.superset import process
+from hypervision.superset import server
 from tests.superset.conftest import (
     OPERATOR_USER,
     PASSWORD,
@@ -47,7 +47,7 @@ def test_sso_totp_and_suspension_in_the_browser_for_console_and_superset(
         # code of the current step is fresh for this run.
         conn.execute("UPDATE hv.accounts SET totp_last_step = NULL WHERE email = %s",
                      (OPERATOR_USER,))
-    plan = {"superset": process.url(superset.settings), "platform": superset.platform,
+    plan = {"superset": server.url(superset.settings), "platform": superset.platform,
             "outDir": str(ARTEFACTS), "sso": "ana",
             "operator": {"email": OPERATOR_USER, "password": PASSWORD, "secret": TOTP_SECRET},
             "suspended": {"email": SUSPENDED, "password": PASSWORD}}

@@ -23,14 +23,14 @@ def register(app: typer.Typer) -> None:
         """Start everything, backfill days of simulated history through the real pipeline,
         then feed live ChirpStack events and show a summary until Ctrl-C."""
         from hypervision import demo as demo_job
-        from hypervision.services import ServiceError
+        from hypervision.daemons import DaemonError
         from hypervision.superset import SupersetError
 
         settings = settings_or_exit()
         try:
             final = demo_job.run(settings, rate, duration, console, stop_all=stop_all,
                                  history_days=history_days)
-        except (ServiceError, SupersetError) as exc:
+        except (DaemonError, SupersetError) as exc:
             raise fail(str(exc)) from None
         if final.stored == 0:
             raise typer.Exit(code=1)

@@ -1,7 +1,7 @@
 """`hypervision services start|stop|status|restart`: the platform's own local services.
 
 PostgreSQL + TimescaleDB, Redis and Mosquitto for development and tests, each on its own
-port with its data under HV_DATA_DIR; see hypervision/services.py and platform/README.md.
+port with its data under HV_DATA_DIR; see hypervision/daemons/ and platform/README.md.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hypervision import services
+from hypervision import daemons
 from hypervision.commands.common import console, fail, settings_or_exit
 from hypervision.settings import Settings
 
@@ -29,14 +29,14 @@ class Service(StrEnum):
 Action = Callable[..., None]
 
 STARTS: dict[Service, Action] = {
-    Service.postgres: services.start_postgres,
-    Service.redis: services.start_redis,
-    Service.mosquitto: services.start_mosquitto,
+    Service.postgres: daemons.postgres.start,
+    Service.redis: daemons.redis.start,
+    Service.mosquitto: daemons.mosquitto.start,
 }
 STOPS: dict[Service, Action] = {
-    Service.postgres: services.stop_postgres,
-    Service.redis: services.stop_redis,
-    Service.mosquitto: services.stop_mosquitto,
+    Service.postgres: daemons.postgres.stop,
+    Service.redis: daemons.redis.stop,
+    Service.mosquitto: daemons.mosquitto.stop,
 }
 
 SERVICE_ARGUMENT = typer.Argument(None, help="One service; all of them when omitted.")
@@ -56,11 +56,11 @@ def _address(settings: Settings, service: Service) -> str:
 
 
 def _run(action: Callable[[Settings], None]) -> None:
-    """Run an action with the settings; a ServiceError becomes exit code 1."""
+    """Run an action with the settings; a DaemonError becomes exit code 1."""
     settings = settings_or_exit()
     try:
         action(settings)
-    except services.ServiceError as exc:
+    except daemons.DaemonError as exc:
         raise fail(str(exc)) from None
 
 
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
     def start_command(service: Service | None = SERVICE_ARGUMENT) -> None:
         """Start the services (idempotent): initialise on first use, wait until they answer."""
         if service is None:
-            _run(lambda settings: services.start_all(settings, log=_print))
+            _run(lambda settings: daemons.start_all(settings, log=_print))
         else:
             _run(lambda settings: STARTS[service](settings, log=_print))
 
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
     def stop_command(service: Service | None = SERVICE_ARGUMENT) -> None:
         """Stop the services gracefully (idempotent) and wait until they have exited."""
         if service is None:
-            _run(lambda settings: services.stop_all(settings, log=_print))
+            _run(lambda settings: daemons.stop_all(settings, log=_print))
         else:
             _run(lambda settings: STOPS[service](settings, log=_print))
 
@@ -91,12 +91,12 @@ def register(app: typer.Typer) -> None:
         """Stop, then start the services (PostgreSQL with a fast shutdown)."""
         if service is None:
             def restart_all(settings: Settings) -> None:
-                services.stop_all(settings, log=_print)
-                services.start_all(settings, log=_print)
+                daemons.stop_all(settings, log=_print)
+                daemons.start_all(settings, log=_print)
 
             _run(restart_all)
         elif service is Service.postgres:
-            _run(lambda settings: services.restart_postgres(settings, log=_print))
+            _run(lambda settings: daemons.postgres.restart(settings, log=_print))
         else:
             def restart_one(settings: Settings) -> None:
                 STOPS[service](settings, log=_print)
@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
     def status_command() -> None:
         """Show whether each service runs and answers, where, and where its data lives."""
         settings = settings_or_exit()
-        state = services.status(settings)
+        state = daemons.status(settings)
         table = Table(title=f"Local services (data in {escape(str(settings.data_dir))})")
         table.add_column("service")
         table.add_column("address")

@@ -22,8 +22,8 @@ from hypervision.commands.common import (
     fail,
     settings_or_exit,
 )
-from hypervision.services import ServiceError
-from hypervision.superset import process, provision
+from hypervision.daemons import DaemonError
+from hypervision.superset import provision, server
 from hypervision.superset.client import SupersetError
 from hypervision.superset.templates import TemplateError, load
 from hypervision.tenancy.spec import SpecError, load_dir
@@ -47,10 +47,10 @@ def start(
     """Start Superset (idempotent): metadata database, bootstrap when needed, web server."""
     settings = settings_or_exit()
     try:
-        process.start(settings, log=_print, foreground=foreground, prepared=prepared)
-    except ServiceError as exc:
+        server.start(settings, log=_print, foreground=foreground, prepared=prepared)
+    except DaemonError as exc:
         raise fail(str(exc)) from None
-    _print(f"= Superset answers on {process.public_url(settings)}")
+    _print(f"= Superset answers on {server.public_url(settings)}")
 
 
 @superset_app.command("prepare")
@@ -59,8 +59,8 @@ def prepare() -> None:
     superuser's side of `start`; docker-compose.yml's `superset-init`)."""
     settings = settings_or_exit()
     try:
-        process.prepare(settings, log=_print)
-    except ServiceError as exc:
+        server.prepare(settings, log=_print)
+    except DaemonError as exc:
         raise fail(str(exc)) from None
 
 
@@ -69,8 +69,8 @@ def stop() -> None:
     """Stop Superset gracefully and wait until it has exited."""
     settings = settings_or_exit()
     try:
-        process.stop(settings, log=_print)
-    except ServiceError as exc:
+        server.stop(settings, log=_print)
+    except DaemonError as exc:
         raise fail(str(exc)) from None
 
 
@@ -78,12 +78,12 @@ def stop() -> None:
 def status() -> None:
     """Whether Superset runs and answers, and where."""
     settings = settings_or_exit()
-    running = process.status(settings)
+    running = server.status(settings)
     table = Table(title="Superset")
     table.add_column("address")
     table.add_column("state")
     state = "[green]running[/]" if running else "[red]stopped[/]"
-    table.add_row(process.public_url(settings), state)
+    table.add_row(server.public_url(settings), state)
     console.print(table)
 
 

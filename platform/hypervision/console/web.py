@@ -114,7 +114,7 @@ def page_headers(request: Request) -> dict[str, str]:
     """The pages' headers. A sign-in form may end in Superset (its sign-in goes through
     the console, hypervision.superset.signin): browsers apply `form-action` to a form's
     redirects too, so Superset's origin is allowed there, and only there."""
-    from hypervision.superset.process import public_url
+    from hypervision.superset.server import public_url
 
     parts = urlsplit(public_url(app_state(request).settings))
     superset = f"{parts.scheme}://{parts.netloc}"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from hypervision import accounts
 from hypervision.db import connect_admin
 from hypervision.settings import Settings
-from hypervision.superset import process, provision
+from hypervision.superset import provision, server
 from hypervision.tenancy.spec import TenantSpec, load_dir
 
 DEMO_USER = "demo@hypervision.invalid"
@@ -22,7 +22,7 @@ DEMO_WHO = accounts.Who("system:demo")
 
 def demo_password(settings: Settings) -> str:
     """Derived from HV_SECRET_KEY: the same at every run of one installation."""
-    return process.derive(settings, "demo-password")[:16]
+    return server.derive(settings, "demo-password")[:16]
 
 
 def _demo_member(specs: list[TenantSpec]) -> TenantSpec:
@@ -41,7 +41,7 @@ def demo_login(settings: Settings, member: str | None = None,
     chosen = next((s for s in specs if s.name == member), None) if member else _demo_member(specs)
     if chosen is None:
         raise ValueError(f"no member {member!r} in {settings.tenants_dir}")
-    process.start(settings, log=log)
+    server.start(settings, log=log)
     provision.apply(settings, specs, log=log)
     password = demo_password(settings)
     with connect_admin(settings) as conn:
@@ -49,4 +49,4 @@ def demo_login(settings: Settings, member: str | None = None,
                                 name=f"Démo {chosen.identity.name}", member=chosen.name,
                                 rights=["read"])
         accounts.set_password(conn, DEMO_WHO, DEMO_USER, password)
-    return process.public_url(settings), DEMO_USER, password
+    return server.public_url(settings), DEMO_USER, password

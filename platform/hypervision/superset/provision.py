@@ -35,7 +35,7 @@ from hypervision import roles
 from hypervision.db import connect_admin
 from hypervision.roles import OPERATOR_READER, member_role
 from hypervision.settings import Settings
-from hypervision.superset import process
+from hypervision.superset import server
 from hypervision.superset.bundle import (
     KINDS,
     PASSWORD_MASK,
@@ -68,7 +68,7 @@ def database_name(slug: str) -> str:
 
 
 def admin_client(settings: Settings) -> Client:
-    return Client(process.url(settings), ADMIN, process.admin_password(settings))
+    return Client(server.url(settings), ADMIN, server.admin_password(settings))
 
 
 @dataclass(frozen=True)
@@ -430,7 +430,7 @@ def apply_if_running(settings: Settings, specs: Sequence[TenantSpec],
                      log: Log = print) -> bool:
     """What `tenants apply` calls once the members are applied: provision Superset if it
     runs (False, and a hint, if it does not)."""
-    if not process.status(settings):
+    if not server.status(settings):
         log("= Superset is not running: `hypervision superset apply` once it is started")
         return False
     apply(settings, specs, log=log)

@@ -30,7 +30,7 @@ import psycopg
 from hypervision import accounts
 from hypervision.accounts import IssuedToken, Principal, Who
 from hypervision.settings import Settings
-from hypervision.superset import process
+from hypervision.superset import server
 
 CLIENT_ID = "superset"
 PROVIDER = "hypervision"
@@ -52,7 +52,7 @@ def client_secret(settings: Settings) -> str:
     derived from HV_SECRET_KEY)."""
     if settings.superset_oauth_secret is not None:
         return settings.superset_oauth_secret.get_secret_value()
-    return process.derive(settings, "oauth-client")
+    return server.derive(settings, "oauth-client")
 
 
 def platform_url(settings: Settings) -> str:
@@ -67,7 +67,7 @@ def platform_public_url(settings: Settings) -> str:
 
 def redirect_uri(settings: Settings) -> str:
     """Superset's callback, the only address a code is ever sent to."""
-    return f"{process.public_url(settings)}/oauth-authorized/{PROVIDER}"
+    return f"{server.public_url(settings)}/oauth-authorized/{PROVIDER}"
 
 
 def check_client(settings: Settings, client_id: str, secret: str) -> bool:

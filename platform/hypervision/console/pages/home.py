@@ -16,7 +16,7 @@ from hypervision.console import PREFIX
 from hypervision.console.pages.common import ago, hidden_devices, member_facts, now
 from hypervision.console.session import ConsoleUser, ReadConn, ReadPage
 from hypervision.console.web import lang_of, render
-from hypervision.superset.process import public_url
+from hypervision.superset.server import public_url
 
 router = APIRouter()
 SEVERITIES = ("critical", "warning", "info")

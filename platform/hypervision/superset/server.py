@@ -1,4 +1,4 @@
-"""Superset's web server as one of the platform's local services: start, stop, status.
+"""Superset's web server as one of the platform's local daemons: start, stop, status.
 
 Superset lives in its own virtualenv (.venv-superset, infra/superset/install.sh) and is
 configured by infra/superset/superset_config.py from environment variables set here; the
@@ -12,6 +12,9 @@ platform talks to it over HTTP only. A start:
 3. starts gunicorn as a daemon on superset_host:superset_port, then waits until
    /health answers.
 
+Pid files, waits, stops and failures are hypervision.daemons.lifecycle's, as for the other
+local daemons.
+
 Files: data_dir/superset/ (pid file, stamp, Superset's own home), data_dir/log/superset.log
 (gunicorn and Superset) and superset-access.log.
 """
@@ -22,11 +25,7 @@ import hashlib
 import hmac
 import json
 import os
-import signal
-import socket
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,11 +34,10 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from hypervision import role_secrets, roles
+from hypervision.daemons import lifecycle
+from hypervision.daemons.lifecycle import DaemonError, Log, quiet
 from hypervision.db import connect_admin
-from hypervision.services import ServiceError
 from hypervision.settings import REPO_ROOT, Settings
-
-Log = Callable[[str], None]
 
 INFRA = REPO_ROOT / "infra" / "superset"
 CONFIG_FILE = INFRA / "superset_config.py"
@@ -48,12 +46,11 @@ LOCK_FILE = INFRA / "requirements.lock"
 
 # Superset's app takes seconds to load in each worker; the first start also compiles.
 START_TIMEOUT = 180.0
-STOP_TIMEOUT = 60.0
 BOOTSTRAP_TIMEOUT = 600.0
-
-
-def _quiet(message: str) -> None:
-    """The default `log`: say nothing."""
+# Polling /health is an HTTP request; twice a second is often enough.
+ANSWER_INTERVAL = 0.5
+# Superset's failures end in a Python traceback: quote more of its log than the others'.
+TAIL_LINES = 15
 
 
 # Secrets and addresses ------------------------------------------------------------------
@@ -141,7 +138,7 @@ def environment(settings: Settings) -> dict[str, str]:
 # Metadata database ----------------------------------------------------------------------
 
 
-def ensure_metadata_database(settings: Settings, log: Log = _quiet) -> None:
+def ensure_metadata_database(settings: Settings, log: Log = quiet) -> None:
     """Create (or update the password of) Superset's role, and its database owned by it."""
     role = settings.superset_db_role
     name = settings.superset_database
@@ -178,7 +175,7 @@ def _wanted_stamp(settings: Settings) -> dict[str, str]:
     }
 
 
-def bootstrap(settings: Settings, log: Log = _quiet, force: bool = False) -> bool:
+def bootstrap(settings: Settings, log: Log = quiet, force: bool = False) -> bool:
     """Prepare the metadata database unless the stamp says it is ready; True if it ran."""
     stampfile = _stampfile(settings)
     wanted = _wanted_stamp(settings)
@@ -208,24 +205,9 @@ def bootstrap(settings: Settings, log: Log = _quiet, force: bool = False) -> boo
 # The web server -------------------------------------------------------------------------
 
 
-def _process_running(pid: int) -> bool:
-    """True if `pid` is a live gunicorn process (a stale pid file may name another one)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    command = stat[stat.index("(") + 1 : stat.rindex(")")]
-    state = stat[stat.rindex(")") + 2 :][:1]
-    return command == "gunicorn" and state not in ("Z", "X")
-
-
 def pid(settings: Settings) -> int | None:
     """The gunicorn master's pid if our Superset runs."""
-    try:
-        value = int(_pidfile(settings).read_text(encoding="utf-8").split()[0])
-    except (OSError, IndexError, ValueError):
-        return None
-    return value if _process_running(value) else None
+    return lifecycle.running_pid(_pidfile(settings), "gunicorn")
 
 
 def answers(settings: Settings) -> bool:
@@ -241,45 +223,18 @@ def status(settings: Settings) -> bool:
     return pid(settings) is not None and answers(settings)
 
 
-def _port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _failure(message: str, logfile: Path) -> ServiceError:
-    tail = _tail(logfile)
-    return ServiceError(f"{message}; see {logfile}" + (f"\n{tail}" if tail else ""))
+def _failure(message: str, logfile: Path) -> DaemonError:
+    return lifecycle.failure(message, logfile, tail_lines=TAIL_LINES)
 
 
 def _require_installed(settings: Settings) -> None:
     if not _venv_bin(settings, "gunicorn").exists():
-        raise ServiceError(
+        raise DaemonError(
             f"Superset is not installed in {settings.superset_venv}: run infra/superset/install.sh"
         )
 
 
-def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
-
-
-def prepare(settings: Settings, log: Log = _quiet) -> None:
+def prepare(settings: Settings, log: Log = quiet) -> None:
     """Steps 1 and 2 (the superuser's side): the metadata database, its role and the
     bootstrap. docker-compose.yml runs them in the one-shot `superset-init` container,
     so that the web server's container needs neither the superuser nor HV_SECRET_KEY."""
@@ -290,11 +245,11 @@ def prepare(settings: Settings, log: Log = _quiet) -> None:
     try:
         ensure_metadata_database(settings, log)
     except psycopg.OperationalError as exc:
-        raise ServiceError(f"Superset needs PostgreSQL, which does not answer: {exc}") from exc
+        raise DaemonError(f"Superset needs PostgreSQL, which does not answer: {exc}") from exc
     bootstrap(settings, log)
 
 
-def start(settings: Settings, log: Log = _quiet, foreground: bool = False,
+def start(settings: Settings, log: Log = quiet, foreground: bool = False,
           prepared: bool = False) -> None:
     """Start Superset (idempotent) and wait until it answers. PostgreSQL must be running.
 
@@ -305,14 +260,13 @@ def start(settings: Settings, log: Log = _quiet, foreground: bool = False,
     running = pid(settings)
     if running is not None:
         log(f"= Superset already running on {address}")
-        if not _wait(lambda: answers(settings), START_TIMEOUT):
+        if not lifecycle.wait_for(lambda: answers(settings), START_TIMEOUT, ANSWER_INTERVAL):
             raise _failure(f"Superset (pid {running}) does not answer on {address}",
                            log_file(settings))
         return
     _require_installed(settings)
-    if not _port_is_free(settings.superset_host, settings.superset_port):
-        raise ServiceError(f"Superset: {address} is already in use by another process; stop it"
-                           " or choose another port (HV_SUPERSET_PORT)")
+    lifecycle.require_free_port("Superset", settings.superset_host, settings.superset_port,
+                                "HV_SUPERSET_PORT")
     home = _home(settings)
     home.mkdir(parents=True, exist_ok=True)
     logfile = log_file(settings)
@@ -347,29 +301,12 @@ def start(settings: Settings, log: Log = _quiet, foreground: bool = False,
                                 timeout=60, check=False)
     if result.returncode != 0:
         raise _failure("gunicorn did not start", logfile)
-
-    def up() -> bool:
-        if answers(settings):
-            return True
-        if pidfile.exists() and pid(settings) is None:
-            raise _failure("Superset exited during start-up", logfile)
-        return False
-
-    if not _wait(up, START_TIMEOUT):
-        raise _failure(f"Superset did not answer within {START_TIMEOUT:.0f} s", logfile)
+    lifecycle.wait_until_answers("Superset", lambda: answers(settings), pidfile, "gunicorn",
+                                 logfile, timeout=START_TIMEOUT, interval=ANSWER_INTERVAL,
+                                 tail_lines=TAIL_LINES)
 
 
-def stop(settings: Settings, log: Log = _quiet) -> None:
+def stop(settings: Settings, log: Log = quiet) -> None:
     """Stop Superset gracefully (SIGTERM to the gunicorn master) and wait until it exits."""
-    running = pid(settings)
-    if running is None:
-        log("= Superset is not running")
-        return
-    log(f"- stopping Superset (pid {running})")
-    try:
-        os.kill(running, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    if not _wait(lambda: not _process_running(running), STOP_TIMEOUT, interval=0.2):
-        raise _failure(f"Superset (pid {running}) did not exit within {STOP_TIMEOUT:.0f} s",
-                       log_file(settings))
+    lifecycle.stop("Superset", _pidfile(settings), "gunicorn", log_file(settings), log,
+                   tail_lines=TAIL_LINES)

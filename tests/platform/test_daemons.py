@@ -1,4 +1,4 @@
-"""The platform's own local services (hypervision.services), started for real.
+"""The platform's own local daemons (hypervision.daemons), started for real.
 
 These tests use a data directory and free ports of their own, not the session's services
 from conftest.py, because they stop and restart everything. The tests of this module run in
@@ -22,7 +22,7 @@ import psycopg
 import pytest
 import redis
 
-from hypervision import services
+from hypervision import daemons
 from hypervision.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -77,15 +77,15 @@ def local() -> Iterator[Settings]:
     data_dir = private_data_dir()
     settings = make_settings(data_dir)
     yield settings
-    services.stop_all(settings)
+    daemons.stop_all(settings)
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def test_it_starts_every_service_and_each_one_answers(local: Settings) -> None:
     lines: list[str] = []
-    services.start_all(local, log=lines.append)
+    daemons.start_all(local, log=lines.append)
 
-    assert services.status(local) == {"postgres": True, "redis": True, "mosquitto": True}
+    assert daemons.status(local) == {"postgres": True, "redis": True, "mosquitto": True}
     assert any("initialising" in line for line in lines)
     with connect(local) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == (local.pg_database,)
@@ -110,23 +110,23 @@ def test_timescaledb_is_preloaded_and_its_telemetry_is_off(local: Settings) -> N
 
 
 def test_starting_twice_changes_nothing(local: Settings) -> None:
-    pids = (services._postgres_pid(local), services._redis_pid(local),
-            services._mosquitto_pid(local))
+    pids = (daemons.postgres.pid(local), daemons.redis.pid(local),
+            daemons.mosquitto.pid(local))
     lines: list[str] = []
 
-    services.start_all(local, log=lines.append)
+    daemons.start_all(local, log=lines.append)
 
     assert [line.split()[0] for line in lines] == ["=", "=", "="]
-    assert (services._postgres_pid(local), services._redis_pid(local),
-            services._mosquitto_pid(local)) == pids
+    assert (daemons.postgres.pid(local), daemons.redis.pid(local),
+            daemons.mosquitto.pid(local)) == pids
 
 
 def test_restarting_postgres_keeps_the_data(local: Settings) -> None:
-    before = services._postgres_pid(local)
+    before = daemons.postgres.pid(local)
 
-    services.restart_postgres(local)
+    daemons.postgres.restart(local)
 
-    assert services._postgres_pid(local) not in (None, before)
+    assert daemons.postgres.pid(local) not in (None, before)
     with connect(local) as conn:
         assert conn.execute("SELECT count(*) FROM readings").fetchone() == (1,)
 
@@ -135,8 +135,8 @@ def test_the_redis_queue_survives_a_restart(local: Settings) -> None:
     client = redis.Redis(host=local.redis_host, port=local.redis_port)
     client.rpush("celery", "task-1", "task-2")
 
-    services.stop_redis(local)
-    services.start_redis(local)
+    daemons.redis.stop(local)
+    daemons.redis.start(local)
 
     assert client.lrange("celery", 0, -1) == [b"task-1", b"task-2"]
 
@@ -191,8 +191,8 @@ def test_a_persistent_session_keeps_its_queue_across_a_broker_restart(local: Set
     publisher.loop_stop()
     publisher.disconnect()
 
-    services.stop_mosquitto(local)
-    services.start_mosquitto(local)
+    daemons.mosquitto.stop(local)
+    daemons.mosquitto.start(local)
 
     received: list[bytes] = []
     subscriber = mqtt_client(client_id, clean_session=False)
@@ -224,22 +224,22 @@ def test_a_port_held_by_another_process_is_a_clear_error(local: Settings) -> Non
         taken = squatter.getsockname()[1]
         other = make_settings(local.data_dir / "other", pg_port=taken, redis_port=taken,
                               mqtt_port=taken)
-        for start in (services.start_postgres, services.start_redis, services.start_mosquitto):
+        for start in (daemons.postgres.start, daemons.redis.start, daemons.mosquitto.start):
             began = time.monotonic()
-            with pytest.raises(services.ServiceError, match=f"127.0.0.1:{taken} is already in use"):
+            with pytest.raises(daemons.DaemonError, match=f"127.0.0.1:{taken} is already in use"):
                 start(other)
             assert time.monotonic() - began < 2
 
 
 def test_stopping_everything_leaves_nothing_listening(local: Settings) -> None:
-    services.stop_all(local)
+    daemons.stop_all(local)
 
-    assert services.status(local) == {"postgres": False, "redis": False, "mosquitto": False}
+    assert daemons.status(local) == {"postgres": False, "redis": False, "mosquitto": False}
     for port in (local.pg_port, local.redis_port, local.mqtt_port):
         assert not is_listening(port)
     assert not (local.data_dir / "postgres" / "postmaster.pid").exists()
     lines: list[str] = []
-    services.stop_all(local, log=lines.append)
+    daemons.stop_all(local, log=lines.append)
     assert [line.split()[0] for line in lines] == ["=", "=", "="]
     assert os.listdir(local.data_dir / "log")
 
@@ -247,7 +247,7 @@ def test_stopping_everything_leaves_nothing_listening(local: Settings) -> None:
 def test_the_test_services_fixture_stops_what_it_started_when_a_start_fails() -> None:
     """The session fixture's services (tests/conftest.py): Mosquitto's port is taken, so
     the start fails after PostgreSQL and Redis are up; both must be stopped."""
-    from tests.conftest import running_services
+    from tests.conftest import running_daemons
 
     data_dir = private_data_dir()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
@@ -255,13 +255,13 @@ def test_the_test_services_fixture_stops_what_it_started_when_a_start_fails() ->
         squatter.listen()
         settings = make_settings(data_dir / "services", mqtt_port=squatter.getsockname()[1])
         try:
-            with pytest.raises(services.ServiceError, match="already in use"), \
-                    running_services(settings):
+            with pytest.raises(daemons.DaemonError, match="already in use"), \
+                    running_daemons(settings):
                 pytest.fail("the services started on a taken port")
-            assert services.status(settings) == {"postgres": False, "redis": False,
+            assert daemons.status(settings) == {"postgres": False, "redis": False,
                                                  "mosquitto": False}
             assert not is_listening(settings.pg_port)
             assert not is_listening(settings.redis_port)
         finally:
-            services.stop_all(settings)
+            daemons.stop_all(settings)
             shutil.rmtree(data_dir, ignore_errors=True)
