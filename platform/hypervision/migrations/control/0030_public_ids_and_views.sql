@@ -1,4 +1,4 @@
--- Transparency (issue 7): a public id per device, and the only views the public pages read.
+-- Transparency (the public pages, platform/hypervision/public/README.md): a public id per device, and the only views the public pages read.
 --
 -- The public id is what a device's QR code points to (<public_base_url>/d/<public_id>).
 -- It is random, not derived from the DevEUI nor from a key, so that it says nothing about

@@ -1,4 +1,4 @@
--- Dashboards (issue 5): what Superset provisioning records, the device catalogue a member's
+-- Dashboards (dashboards/README.md): what Superset provisioning records, the device catalogue a member's
 -- dashboards may read, and the operator's non-personal aggregates across members.
 -- Applied once, as the superuser. See platform/hypervision/superset/README.md.
 
