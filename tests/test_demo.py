@@ -224,12 +224,12 @@ def test_every_chart_of_every_example_members_dashboards_has_data(demo: Demo) ->
     data API. Screenshots are kept under tests/superset/artefacts/demo/."""
     from hypervision import accounts
     from hypervision.db import connect_admin
-    from hypervision.superset import Client, process
+    from hypervision.superset import Client, server
     from tests.superset.browser import charts_without_rows, problems, screenshots
 
     demo.wait_for(r"ready: dashboards at", timeout=1500)
     shutil.rmtree(ARTEFACTS, ignore_errors=True)
-    base = process.url(demo.settings)
+    base = server.url(demo.settings)
     empty: dict[str, object] = {}
     seen = 0
     who = accounts.Who("system:test-demo")
@@ -271,11 +271,11 @@ def test_the_operators_dashboard_of_the_demo_has_data_on_every_chart(demo: Demo)
 
     from hypervision import accounts, mfa
     from hypervision.db import connect_admin
-    from hypervision.superset import Client, process
+    from hypervision.superset import Client, server
     from tests.superset.browser import charts_without_rows, problems, screenshots
 
     demo.wait_for(r"ready: dashboards at", timeout=1500)
-    base = process.url(demo.settings)
+    base = server.url(demo.settings)
     user, secret = "operateur@syndicat.example.org", pyotp.random_base32()
     # Enrolled once per demo: the module's demo is a fresh one.
     who = accounts.Who("system:test-demo")

@@ -15,7 +15,7 @@ import pytest
 
 from hypervision import accounts, audit
 from hypervision.db import connect_admin
-from hypervision.superset import Client, SupersetError, process, signin
+from hypervision.superset import Client, SupersetError, server, signin
 from tests.superset.conftest import (
     ALPHA_USER,
     PASSWORD,
@@ -51,7 +51,7 @@ def _superset_roles(admin_api: Any, username: str) -> set[str]:
 
 def test_superset_has_no_login_form_it_sends_people_to_the_platform(
         superset: Deployment) -> None:
-    base = process.url(superset.settings)
+    base = server.url(superset.settings)
     with httpx.Client() as http:
         login = http.get(f"{base}/login/")
         assert login.status_code == 302
@@ -91,7 +91,7 @@ def test_the_operator_gets_the_operator_view_and_a_second_factor_was_needed(
         superset: Deployment, admin_api: Any) -> None:
     from tests.superset.conftest import OPERATOR_USER
 
-    base = process.url(superset.settings)
+    base = server.url(superset.settings)
     # Without the second factor the console stops at its second step: no Superset.
     with pytest.raises(SupersetError, match="refused"):
         Client.through_platform(base, superset.platform, OPERATOR_USER, PASSWORD)
@@ -104,7 +104,7 @@ def test_a_user_suspended_in_the_file_is_out_of_superset_at_the_next_request(
         superset: Deployment) -> None:
     email = "suspended@alpha.example.org"
     _member_user(superset.settings, email)
-    base = process.url(superset.settings)
+    base = server.url(superset.settings)
     with Client.through_platform(base, superset.platform, email, PASSWORD) as client:
         assert client.response("GET", "/api/v1/me/").status_code == 200
         assert client.response("GET", "/api/v1/dashboard/").status_code == 200
@@ -123,7 +123,7 @@ def test_logging_out_of_the_console_ends_the_superset_session_too(
         superset: Deployment) -> None:
     email = "leaving@alpha.example.org"
     _member_user(superset.settings, email)
-    base = process.url(superset.settings)
+    base = server.url(superset.settings)
     with Client.through_platform(base, superset.platform, email, PASSWORD) as client:
         assert client.response("GET", "/api/v1/dashboard/").status_code == 200
         home = client.http.get(f"{superset.platform}/console/", follow_redirects=True)
