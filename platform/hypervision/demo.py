@@ -284,10 +284,11 @@ def backfill(settings: Settings, simulator: Any, days: float, console: Console,
 def refresh_rollups(settings: Settings, console: Console) -> None:
     """What the beat job does every HV_ROLLUP_INTERVAL seconds, once, now: every member's
     rollups and derived tables (water, waste, air, health) from the fresh history."""
+    from hypervision import placement
     from hypervision.analytics import members, rollups
     from hypervision.db import connect_admin
 
-    with connect_admin(settings) as conn:
+    with connect_admin(settings) as conn, placement.Connections(settings, conn) as servers:
         todo = members.members(conn)
         with Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[member]}"), TimeElapsedColumn(),
@@ -297,7 +298,8 @@ def refresh_rollups(settings: Settings, console: Console) -> None:
                 progress.update(task, member=m.slug)
                 # The beat job may be refreshing this member already: wait for it, then
                 # pick up what it had not seen.
-                while rollups.refresh(conn, m, settings).skipped:
+                while rollups.refresh(servers.get(m.server), m, settings,
+                                      catalogue=conn).skipped:
                     time.sleep(1.0)
                 progress.advance(task)
 

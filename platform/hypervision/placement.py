@@ -223,6 +223,37 @@ def connect_as(settings: Settings, name: str | None, role: str,
     return psycopg.connect(role_conninfo(settings, name, role), **kwargs)
 
 
+class Connections:
+    """Superuser connections to the database servers: the primary's, given (None names
+    it), and the others', opened when first needed and closed together. A periodic job
+    or a command walking every member asks it for each member's server."""
+
+    def __init__(self, settings: Settings, primary: psycopg.Connection | None = None) -> None:
+        self.settings = settings
+        self.primary = primary
+        self._open: dict[str, psycopg.Connection] = {}
+
+    def get(self, name: str | None) -> psycopg.Connection:
+        if name is None:
+            if self.primary is None:
+                raise PlacementError("no connection to the primary was given")
+            return self.primary
+        if name not in self._open:
+            self._open[name] = connect_admin(self.settings, name)
+        return self._open[name]
+
+    def close(self) -> None:
+        for conn in self._open.values():
+            conn.close()
+        self._open.clear()
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
 # Members' placement, read from the primary's catalogue -----------------------------------
 
 

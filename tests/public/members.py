@@ -74,6 +74,7 @@ def remove_member(admin: psycopg.Connection, spec: TenantSpec) -> None:
         admin.execute("DELETE FROM hv.dead_letters WHERE member_slug = %s", (slug,))
         admin.execute("DELETE FROM hv.ingest_outcomes WHERE member_slug = %s", (slug,))
         admin.execute("DELETE FROM hv.schema_migrations WHERE schema_name = %s", (spec.schema,))
+        admin.execute("DELETE FROM hv.schema_views WHERE schema_name = %s", (spec.schema,))
         admin.execute("DELETE FROM hv.members WHERE slug = %s", (slug,))
         for kind in ("reader", "writer", "owner"):
             role = spec.role(kind)  # type: ignore[arg-type]

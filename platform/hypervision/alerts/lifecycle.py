@@ -401,14 +401,17 @@ def alerts(
 
 
 def evaluate_member(
-    admin: psycopg.Connection, m: Member, settings: Settings, now: dt.datetime | None = None
+    admin: psycopg.Connection, m: Member, settings: Settings, now: dt.datetime | None = None,
+    catalogue: psycopg.Connection | None = None,
 ) -> Evaluation:
     """Evaluate one member's rules with its current declaration (the superuser connection
-    copies it first, then works as the member's owner role)."""
-    config = sync(admin, m)
+    copies it first, then works as the member's owner role). `admin` is on the member's
+    server, `catalogue` on the primary (default: `admin`)."""
+    catalogue = admin if catalogue is None else catalogue
+    config = sync(catalogue, m, admin)
     watches_gateways = any(r.condition == "gateway_offline" for r in config.alerts)
+    gateways = network_gateways(catalogue) if watches_gateways else []
     with admin.transaction():
-        gateways = network_gateways(admin) if watches_gateways else []
         if now is None:
             row = admin.execute("SELECT now()").fetchone()
             assert row is not None

@@ -179,6 +179,7 @@ def _send(settings: Settings, note: dict[str, Any], m: Member, member_name: str)
 def deliver_due(
     admin: psycopg.Connection, m: Member, settings: Settings, batch: int = 100,
     send: Sender = _send, timezone: str = "Europe/Paris",
+    catalogue: psycopg.Connection | None = None,
 ) -> Delivery:
     """Steps 1-3 of the module docstring for one member."""
     s = sql.Identifier(m.schema)
@@ -214,8 +215,10 @@ def deliver_due(
                 ([c["alert_id"] for c in claimed],),
             ).fetchall()
         }
-        name_row = admin.execute("SELECT name FROM hv.members WHERE slug = %s",
-                                 (m.slug,)).fetchone()
+        # The member's name is in the catalogue, on the primary (`catalogue`; `admin`, on
+        # the member's server, when the member is on the primary).
+        name_row = (catalogue or admin).execute("SELECT name FROM hv.members WHERE slug = %s",
+                                                (m.slug,)).fetchone()
     member_name = name_row[0] if name_row else m.slug
     for note in sorted(claimed, key=lambda n: n["id"]):
         note = {**note, "alert": alerts[note["alert_id"]], "timezone": timezone}

@@ -3,8 +3,10 @@
 `sync` copies a member's devices (from the shared catalogue) and its analytics settings
 (the `analytics:` and `alerts:` of its tenant file, as `tenants apply` stored them in
 hv.members.spec) into its own schema, where views and the member's read-only role
-can reach them. It needs the superuser connection; everything else in this package reads
-the member's schema only, so the API can call it with the member's read-only role.
+can reach them. It needs superuser connections: to the primary, which holds the catalogue,
+and to the member's server (hypervision.placement; the same connection for a member on the
+primary). Everything else in this package reads the member's schema only, so the API can
+call it with the member's read-only role on the member's server.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Member:
     slug: str
     schema: str
     spec: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    server: str | None = None  # the database server of its schema; None: the primary
 
     @property
     def owner(self) -> str:
@@ -53,15 +56,14 @@ class Device:
 
 
 def members(admin: psycopg.Connection, slug: str | None = None) -> list[Member]:
-    """Members of the catalogue (one, when `slug` is given), with their tenant spec. All
-    of them are the members on the primary: the periodic jobs reading this list (rollups,
-    alerts) do not yet follow placement (docs/scale.md, "Not built yet")."""
+    """Members of the catalogue (one, when `slug` is given), with their tenant spec and
+    server; `admin` is on the primary."""
     rows = admin.execute(
-        "SELECT slug, schema_name, spec FROM hv.members"
-        " WHERE (%(slug)s::text IS NULL AND server IS NULL) OR slug = %(slug)s ORDER BY slug",
+        "SELECT slug, schema_name, spec, server FROM hv.members"
+        " WHERE %(slug)s::text IS NULL OR slug = %(slug)s ORDER BY slug",
         {"slug": slug},
     ).fetchall()
-    return [Member(r[0], r[1], r[2] or {}) for r in rows]
+    return [Member(r[0], r[1], r[2] or {}, r[3]) for r in rows]
 
 
 def member(admin: psycopg.Connection, slug: str) -> Member:
@@ -71,33 +73,54 @@ def member(admin: psycopg.Connection, slug: str) -> Member:
     return found[0]
 
 
-def sync(admin: psycopg.Connection, m: Member) -> MemberAnalytics:
+# What analytics keeps of each device, read from the catalogue on the primary.
+_CATALOGUE = """
+    SELECT d.dev_eui, d.name, d.model_id, m.category,
+           coalesce(d.spec ->> 'data_class', 'technical'),
+           d.spec -> 'location' ->> 'building', d.spec -> 'location' ->> 'room',
+           d.spec -> 'location' ->> 'address',
+           (d.spec -> 'location' ->> 'lat')::float8,
+           (d.spec -> 'location' ->> 'lon')::float8,
+           coalesce((m.spec ->> 'typical_interval_s')::integer, 3600),
+           d.variables, d.active
+    FROM hv.devices d JOIN hv.device_models m ON m.id = d.model_id
+    WHERE d.member_slug = %s
+"""
+_COLUMNS = ("dev_eui", "name", "model_id", "category", "data_class", "building", "room",
+            "address", "lat", "lon", "typical_interval_s", "variables", "active")
+
+
+def sync(
+    admin: psycopg.Connection, m: Member, conn: psycopg.Connection | None = None
+) -> MemberAnalytics:
     """Copy the member's devices and settings into its schema; return the settings.
 
-    The settings come from `m.spec`, the member's row of hv.members as read by `members`
-    or `member`. Writes only rows that changed, so running it at every refresh costs a
-    few reads.
+    `admin` is on the primary (the catalogue), `conn` on the member's server (default:
+    `admin`, for a member on the primary). The settings come from `m.spec`, the member's
+    row of hv.members as read by `members` or `member`. Writes only rows that changed, so
+    running it at every refresh costs a few reads.
     """
+    conn = admin if conn is None else conn
     config = for_member(m.slug, m.spec)
     s = sql.Identifier(m.schema)
-    with admin.transaction():
-        # What the member's devices and their models look like now, in one line: when it
-        # matches the last copy's, the devices need no copying (a member may have tens of
-        # thousands of devices, and this runs every minute).
-        mark_row = admin.execute(
-            """
-            SELECT concat_ws('|', count(*), max(d.updated_at), max(m.updated_at),
-                             bool_and(d.active))
-            FROM hv.devices d JOIN hv.device_models m ON m.id = d.model_id
-            WHERE d.member_slug = %s
-            """,
-            (m.slug,),
-        ).fetchone()
-        mark = mark_row[0] if mark_row else ""
-        previous = admin.execute(
+    # What the member's devices and their models look like now, in one line: when it
+    # matches the last copy's, the devices need no copying (a member may have tens of
+    # thousands of devices, and this runs every minute).
+    mark_row = admin.execute(
+        """
+        SELECT concat_ws('|', count(*), max(d.updated_at), max(m.updated_at),
+                         bool_and(d.active))
+        FROM hv.devices d JOIN hv.device_models m ON m.id = d.model_id
+        WHERE d.member_slug = %s
+        """,
+        (m.slug,),
+    ).fetchone()
+    mark = mark_row[0] if mark_row else ""
+    with conn.transaction():
+        previous = conn.execute(
             sql.SQL("SELECT catalogue_mark FROM {s}.analytics_settings WHERE id = 1").format(s=s)
         ).fetchone()
-        admin.execute(
+        conn.execute(
             sql.SQL(
                 """
                 INSERT INTO {s}.analytics_settings AS a (id, config) VALUES (1, %(config)s)
@@ -109,22 +132,29 @@ def sync(admin: psycopg.Connection, m: Member) -> MemberAnalytics:
         )
         if previous is not None and previous[0] == mark:
             return config
-        admin.execute(
+        # The catalogue's rows, through a temporary table on the member's server: the
+        # catalogue may be on another server than the member's schema.
+        rows = admin.execute(_CATALOGUE, (m.slug,)).fetchall()
+        conn.execute(
+            sql.SQL("CREATE TEMPORARY TABLE catalogue_devices ON COMMIT DROP AS"
+                    " SELECT {} FROM {s}.analytics_devices WITH NO DATA").format(
+                sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)), s=s))
+        with conn.cursor().copy(
+            sql.SQL("COPY catalogue_devices ({}) FROM STDIN").format(
+                sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)))
+        ) as copy:
+            for row in rows:
+                copy.write_row((*row[:11], Jsonb(row[11]) if row[11] is not None else None,
+                                row[12]))
+        conn.execute(
             sql.SQL(
                 """
                 INSERT INTO {s}.analytics_devices AS a
                     (dev_eui, name, model_id, category, data_class, building, room, address,
                      lat, lon, typical_interval_s, variables, active)
-                SELECT d.dev_eui, d.name, d.model_id, m.category,
-                       coalesce(d.spec ->> 'data_class', 'technical'),
-                       d.spec -> 'location' ->> 'building', d.spec -> 'location' ->> 'room',
-                       d.spec -> 'location' ->> 'address',
-                       (d.spec -> 'location' ->> 'lat')::float8,
-                       (d.spec -> 'location' ->> 'lon')::float8,
-                       coalesce((m.spec ->> 'typical_interval_s')::integer, 3600),
-                       d.variables, d.active
-                FROM hv.devices d JOIN hv.device_models m ON m.id = d.model_id
-                WHERE d.member_slug = %(slug)s
+                SELECT dev_eui, name, model_id, category, data_class, building, room,
+                       address, lat, lon, typical_interval_s, variables, active
+                FROM catalogue_devices
                 ON CONFLICT (dev_eui) DO UPDATE SET
                     name = EXCLUDED.name, model_id = EXCLUDED.model_id,
                     category = EXCLUDED.category, data_class = EXCLUDED.data_class,
@@ -140,27 +170,27 @@ def sync(admin: psycopg.Connection, m: Member) -> MemberAnalytics:
                        EXCLUDED.lon, EXCLUDED.typical_interval_s, EXCLUDED.variables,
                        EXCLUDED.active)
                 """
-            ).format(s=s),
-            {"slug": m.slug},
+            ).format(s=s)
         )
         # A device that left the member (moved, or deleted from the catalogue) stays
         # listed for its history, inactive.
-        admin.execute(
+        conn.execute(
             sql.SQL(
                 """
                 UPDATE {s}.analytics_devices a SET active = false, synced_at = now()
                 WHERE a.active AND NOT EXISTS (
-                    SELECT 1 FROM hv.devices d
-                    WHERE d.dev_eui = a.dev_eui AND d.member_slug = %(slug)s)
+                    SELECT 1 FROM catalogue_devices c WHERE c.dev_eui = a.dev_eui)
                 """
-            ).format(s=s),
-            {"slug": m.slug},
+            ).format(s=s)
         )
-        admin.execute(
+        conn.execute(
             sql.SQL("UPDATE {s}.analytics_settings SET catalogue_mark = %s WHERE id = 1").format(
                 s=s),
             (mark,),
         )
+        # Inside a caller's transaction (`tenants apply` copies every member in one), the
+        # commit that drops it is the caller's: the next member's copy needs the name.
+        conn.execute("DROP TABLE catalogue_devices")
     return config
 
 

@@ -344,17 +344,19 @@ def _mark_derived(conn: psycopg.Connection, m: Member) -> None:
     _save_state(conn, m.schema, DERIVED, watermark=dt.datetime.now(dt.UTC))
 
 
-def rederive(admin: psycopg.Connection, m: Member) -> int:
+def rederive(
+    conn: psycopg.Connection, m: Member, catalogue: psycopg.Connection | None = None
+) -> int:
     """Run `_rederive` for one member, in one transaction, as its owner: for a data set
     loaded in bulk with its rollups (bench/dashboards.py). The refresh does it by itself
     once after the tenant migration that added those columns and tables (0063).
     Returns the number of devices concerned."""
-    with member_lock(admin, m):
-        config = sync(admin, m)
-        with admin.transaction():
-            _as_owner(admin, m)
-            written = _rederive(admin, m, config)
-            _mark_derived(admin, m)
+    with member_lock(conn, m):
+        config = sync(catalogue or conn, m, conn)
+        with conn.transaction():
+            _as_owner(conn, m)
+            written = _rederive(conn, m, config)
+            _mark_derived(conn, m)
     return written
 
 
@@ -385,65 +387,66 @@ def _keep_round(conn: psycopg.Connection, m: Member, config: MemberAnalytics,
 
 
 def refresh(
-    admin: psycopg.Connection, m: Member, settings: Settings,
-    clock: Callable[[], float] = time.monotonic,
+    conn: psycopg.Connection, m: Member, settings: Settings,
+    clock: Callable[[], float] = time.monotonic, catalogue: psycopg.Connection | None = None,
 ) -> RefreshResult:
-    """Bring one member's rollups and derived tables up to date (module docstring)."""
+    """Bring one member's rollups and derived tables up to date (module docstring).
+    `conn` is on the member's server, `catalogue` on the primary (default: `conn`)."""
     started = clock()
     result = RefreshResult(m.slug)
     try:
-        with member_lock(admin, m):
-            config = sync(admin, m)
-            with admin.transaction():
-                admin.execute("SET LOCAL work_mem = '64MB'")
-                old, _ = _state(admin, m.schema, MEASUREMENTS)
-                new = current_snapshot(admin)
-                derived = _state(admin, m.schema, DERIVED)[1] is not None
+        with member_lock(conn, m):
+            config = sync(catalogue or conn, m, conn)
+            with conn.transaction():
+                conn.execute("SET LOCAL work_mem = '64MB'")
+                old, _ = _state(conn, m.schema, MEASUREMENTS)
+                new = current_snapshot(conn)
+                derived = _state(conn, m.schema, DERIVED)[1] is not None
                 if old is None:
                     result.first_run = True
-                    _save_state(admin, m.schema, MEASUREMENTS, snapshot=new)
+                    _save_state(conn, m.schema, MEASUREMENTS, snapshot=new)
                     # The backfill below computes every derived table.
-                    _mark_derived(admin, m)
+                    _mark_derived(conn, m)
                 else:
                     condition, params = unseen(Snapshot.parse(old))
                     _collect_keys(
-                        admin,
+                        conn,
                         sql.SQL(
                             "SELECT DISTINCT dev_eui, metric, time_bucket('1 hour', time)"
                             " FROM {}.measurements WHERE "
                         ).format(sql.Identifier(m.schema)) + condition,
                         params,
                     )
-                    _as_owner(admin, m)
-                    result.hours, result.days = _recompute_keys(admin, m, config)
-                    result.derived_rows = _recompute_derived(admin, m, config,
-                                                             _key_ranges(admin))
-                    row = admin.execute(
+                    _as_owner(conn, m)
+                    result.hours, result.days = _recompute_keys(conn, m, config)
+                    result.derived_rows = _recompute_derived(conn, m, config,
+                                                             _key_ranges(conn))
+                    row = conn.execute(
                         "SELECT count(DISTINCT dev_eui) FROM rollup_keys").fetchone()
                     result.devices = row[0] if row else 0
-                    result.derived_rows += _refresh_gateways(admin, m)
+                    result.derived_rows += _refresh_gateways(conn, m)
                     if not derived:
                         # History rolled up before the derived tables of tenant
                         # migration 0063 existed: fill them once.
-                        result.derived_rows += _rederive(admin, m, config)
-                        _mark_derived(admin, m)
-                    _save_state(admin, m.schema, MEASUREMENTS, snapshot=new,
+                        result.derived_rows += _rederive(conn, m, config)
+                        _mark_derived(conn, m)
+                    _save_state(conn, m.schema, MEASUREMENTS, snapshot=new,
                                 seconds=clock() - started, hours=result.hours,
                                 devices_=result.devices)
-                    _keep_round(admin, m, config, settings, result)
+                    _keep_round(conn, m, config, settings, result)
             if result.first_run:
                 # Whatever the member held before its first refresh (the snapshot saved
                 # above covers it: what commits later is read by the next refresh).
-                span = admin.execute(
+                span = conn.execute(
                     sql.SQL("SELECT min(time), max(time) FROM {}.measurements").format(
                         sql.Identifier(m.schema))).fetchone()
                 if span and span[0] is not None:
                     result.hours, result.days, result.derived_rows = _backfill_locked(
-                        admin, m, config, span[0], span[1] + HOUR)
-                with admin.transaction():
-                    _as_owner(admin, m)
-                    result.derived_rows += _refresh_gateways(admin, m)
-                    _keep_round(admin, m, config, settings, result)
+                        conn, m, config, span[0], span[1] + HOUR)
+                with conn.transaction():
+                    _as_owner(conn, m)
+                    result.derived_rows += _refresh_gateways(conn, m)
+                    _keep_round(conn, m, config, settings, result)
     except Busy as exc:
         result.skipped = str(exc)
     result.seconds = clock() - started
@@ -548,10 +551,10 @@ def _backfill_locked(
 
 
 def backfill(
-    admin: psycopg.Connection, m: Member, settings: Settings, start: dt.datetime,
+    conn: psycopg.Connection, m: Member, settings: Settings, start: dt.datetime,
     end: dt.datetime, progress: Callable[[int, int], None] | None = None,
     slice_size: dt.timedelta = dt.timedelta(days=7),
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.monotonic, catalogue: psycopg.Connection | None = None,
 ) -> BackfillResult:
     """Recompute rollups and derived tables for [start, end) from the measurements, one
     slice (a week by default) per transaction; `progress(done, total)` after each.
@@ -561,12 +564,12 @@ def backfill(
     if end <= start:
         raise ValueError("the end of a backfill must come after its start")
     started = clock()
-    with member_lock(admin, m):
-        config = sync(admin, m)
-        with admin.transaction():
-            if _state(admin, m.schema, MEASUREMENTS)[0] is None:
-                _save_state(admin, m.schema, MEASUREMENTS, snapshot=current_snapshot(admin))
-        hours, days, derived = _backfill_locked(admin, m, config, start, end, progress,
+    with member_lock(conn, m):
+        config = sync(catalogue or conn, m, conn)
+        with conn.transaction():
+            if _state(conn, m.schema, MEASUREMENTS)[0] is None:
+                _save_state(conn, m.schema, MEASUREMENTS, snapshot=current_snapshot(conn))
+        hours, days, derived = _backfill_locked(conn, m, config, start, end, progress,
                                                 slice_size)
     return BackfillResult(m.slug, start, end, hours, days, derived, clock() - started)
 

@@ -12,7 +12,7 @@ import typer
 from psycopg import sql
 from rich.table import Table
 
-from hypervision import audit
+from hypervision import audit, placement
 from hypervision.alerts import lifecycle, notify
 from hypervision.analytics import members
 from hypervision.analytics.config import ConfigError
@@ -32,7 +32,7 @@ alerts_app = typer.Typer(help="Alerts: list, acknowledge, close, evaluate now.",
 
 By = Annotated[str | None, typer.Option("--by", help="Who acts (default: the OS user).")]
 # What the commands report as exit code 1 with the reason.
-ERRORS = (LookupError, ConfigError, ValueError, lifecycle.AlertError)
+ERRORS = (LookupError, ConfigError, ValueError, lifecycle.AlertError, placement.PlacementError)
 
 
 def _members(conn: psycopg.Connection, slug: str | None) -> list[members.Member]:
@@ -51,12 +51,14 @@ def alerts_list(
     for s in state or []:
         if s not in ("open", "acknowledged", "closed"):
             raise fail(f"unknown state {s!r}")
-    with admin_db(*ERRORS) as conn:
-        m = members.member(conn, member)
+    settings = settings_or_exit()
+    with admin_db(*ERRORS) as admin, placement.Connections(settings, admin) as servers:
+        m = members.member(admin, member)
+        conn = servers.get(m.server)
         zone = members.settings_of(conn, m.schema).timezone
         # Every state was checked above.
         rows = lifecycle.alerts(conn, m.schema, cast(list[lifecycle.State] | None, state), limit)
-        audit_read(conn, m.slug, "alerts.read", m.schema, {"state": state or []}, len(rows))
+        audit_read(admin, m.slug, "alerts.read", m.schema, {"state": state or []}, len(rows))
     table = Table("id", "state", "severity", "rule", "device", "opened", "message")
     for a in rows:
         table.add_row(str(a["id"]), a["state"], a["severity"], a["rule"], a["dev_eui"],
@@ -101,11 +103,12 @@ def alerts_close(
 def alerts_evaluate(member: MemberOption = None) -> None:
     """Evaluate the rules and send due notifications now (what the beat job does)."""
     settings = settings_or_exit()
-    with admin_db(*ERRORS) as conn:
-        for m in _members(conn, member):
-            result = lifecycle.evaluate_member(conn, m, settings)
+    with admin_db(*ERRORS) as admin, placement.Connections(settings, admin) as servers:
+        for m in _members(admin, member):
+            conn = servers.get(m.server)
+            result = lifecycle.evaluate_member(conn, m, settings, catalogue=admin)
             zone = members.settings_of(conn, m.schema).timezone
-            sent = notify.deliver_due(conn, m, settings, timezone=zone)
+            sent = notify.deliver_due(conn, m, settings, timezone=zone, catalogue=admin)
             console.print(f"~ {m.slug}: {len(result.opened)} opened, {len(result.closed)}"
                           f" closed, {result.still_open} still open; notifications"
                           f" {len(sent.sent)} sent, {len(sent.retried)} to retry,"

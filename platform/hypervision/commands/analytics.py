@@ -9,6 +9,8 @@ written to the audit trail.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, cast
 
 import psycopg
@@ -16,7 +18,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hypervision import audit
+from hypervision import audit, placement
 from hypervision.analytics import air, health, members, rollups, rounds, waste, water
 from hypervision.analytics.config import ConfigError, MemberAnalytics
 from hypervision.commands.common import (
@@ -44,7 +46,7 @@ health_app = typer.Typer(help="Device and gateway health.", no_args_is_help=True
 
 DevEui = Annotated[str, typer.Argument(help="The device's DevEUI (16 hex digits).")]
 # What the commands report as exit code 1 with the reason.
-ERRORS = (LookupError, ConfigError, ValueError)
+ERRORS = (LookupError, ConfigError, ValueError, placement.PlacementError)
 
 
 def _members(conn: psycopg.Connection, slug: str | None) -> list[members.Member]:
@@ -52,8 +54,17 @@ def _members(conn: psycopg.Connection, slug: str | None) -> list[members.Member]
     return [members.member(conn, slug)] if slug else members.members(conn)
 
 
-def _config(conn: psycopg.Connection, m: members.Member) -> MemberAnalytics:
-    return members.sync(conn, m)
+@contextmanager
+def _member_db(
+    slug: str,
+) -> Iterator[tuple[psycopg.Connection, psycopg.Connection, members.Member, MemberAnalytics]]:
+    """The primary (the catalogue, the audit trail), the member's database server
+    (hypervision.placement), the member, and its settings as copied into its schema."""
+    settings = settings_or_exit()
+    with admin_db(*ERRORS) as admin, placement.Connections(settings, admin) as servers:
+        m = members.member(admin, slug)
+        conn = servers.get(m.server)
+        yield admin, conn, m, members.sync(admin, m, conn)
 
 
 def _now() -> dt.datetime:
@@ -67,9 +78,9 @@ def _now() -> dt.datetime:
 def rollups_refresh(member: MemberOption = None) -> None:
     """Bring rollups and derived tables up to date now (what the beat job does)."""
     settings = settings_or_exit()
-    with admin_db(*ERRORS) as conn:
-        for m in _members(conn, member):
-            r = rollups.refresh(conn, m, settings)
+    with admin_db(*ERRORS) as admin, placement.Connections(settings, admin) as servers:
+        for m in _members(admin, member):
+            r = rollups.refresh(servers.get(m.server), m, settings, catalogue=admin)
             if r.skipped:
                 console.print(f"= {m.slug}: skipped, {r.skipped}")
             else:
@@ -88,9 +99,8 @@ def rollups_backfill(
     """Recompute rollups and derived tables from the measurements from --from to --to
     (excluded); times without an offset are in the member's time zone."""
     settings = settings_or_exit()
-    with admin_db(*ERRORS) as conn:
-        m = members.member(conn, member)
-        zone = _config(conn, m).timezone
+    with _member_db(member) as (admin, conn, m, config):
+        zone = config.timezone
         a, b = time_of(start, "--from", zone), time_of(end, "--to", zone)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn())
@@ -101,8 +111,8 @@ def rollups_backfill(
                 bar.update(task, completed=done, total=total)
 
             r = rollups.backfill(conn, m, settings, a, b, progress,
-                                 dt.timedelta(days=slice_days))
-        audit.record(conn, actor=audit.cli_actor(), member=m.slug, action="rollups.backfill",
+                                 dt.timedelta(days=slice_days), catalogue=admin)
+        audit.record(admin, actor=audit.cli_actor(), member=m.slug, action="rollups.backfill",
                      target=m.schema, params={"from": a.isoformat(), "to": b.isoformat()},
                      rows=r.hours, source="cli")
     console.print(f"~ {m.slug}: {r.hours} hours, {r.days} days, {r.derived_rows} derived rows"
@@ -112,10 +122,11 @@ def rollups_backfill(
 @rollups_app.command("status")
 def rollups_status(member: MemberOption = None) -> None:
     """Last refresh and measurements waiting for the next one, per member."""
-    with admin_db(*ERRORS) as conn:
+    settings = settings_or_exit()
+    with admin_db(*ERRORS) as admin, placement.Connections(settings, admin) as servers:
         table = Table("member", "last refresh (UTC)", "waiting measurements")
-        for m in _members(conn, member):
-            lag = rollups.lag(conn, m)
+        for m in _members(admin, member):
+            lag = rollups.lag(servers.get(m.server), m)
             table.add_row(m.slug, local_time(lag.last_run_at, "UTC"), str(lag.pending))
     console.print(table)
 
@@ -129,16 +140,14 @@ def water_index(
     at: Annotated[str, typer.Option("--at", help="When (ISO date or date-time).")],
 ) -> None:
     """The meter's index at a date, for billing: measured, or interpolated (estimated)."""
-    with admin_db(*ERRORS) as conn:
-        m = members.member(conn, member)
-        config = _config(conn, m)
+    with _member_db(member) as (admin, conn, m, config):
         device = members.devices(conn, m.schema, dev_euis=[dev_eui.lower()]).get(dev_eui.lower())
         if device is None or device.category != "water":
             raise fail(f"{m.slug} has no water meter {dev_eui}")
         when = time_of(at, "--at", config.timezone)
         found = water.index_at(conn, m.schema, device.dev_eui, when,
                                water.Meter.of(device, config.water))
-        audit_read(conn, m.slug, "water.index.read", device.dev_eui, {"at": when.isoformat()}, 1)
+        audit_read(admin, m.slug, "water.index.read", device.dev_eui, {"at": when.isoformat()}, 1)
     if found.index_l is None:
         raise fail(f"no reading of {device.name} at or before {local_time(when, config.timezone)}")
     flag = "estimated" if found.estimated else "measured"
@@ -162,13 +171,12 @@ def water_consumption(
     (excluded); times without an offset are in the member's time zone."""
     if by not in ("hour", "day", "month"):
         raise fail("--by is hour, day or month")
-    with admin_db(*ERRORS) as conn:
-        m = members.member(conn, member)
-        zone = _config(conn, m).timezone
+    with _member_db(member) as (admin, conn, m, config):
+        zone = config.timezone
         rows = water.consumption(conn, m.schema, dev_eui.lower(), time_of(start, "--from", zone),
                                  time_of(end, "--to", zone), cast(water.Bucket, by),
                                  zone)  # checked above
-        audit_read(conn, m.slug, "water.consumption.read", dev_eui.lower(),
+        audit_read(admin, m.slug, "water.consumption.read", dev_eui.lower(),
               {"from": start, "to": end, "by": by}, len(rows))
     table = Table(by, "litres", "estimated")
     for r in rows:
@@ -182,13 +190,11 @@ def water_leaks(
     night: Annotated[str | None, typer.Option(help="Last night (date it ends on).")] = None,
 ) -> None:
     """Meters whose night flow never fell to zero for the member's number of nights."""
-    with admin_db(*ERRORS) as conn:
-        m = members.member(conn, member)
-        config = _config(conn, m)
+    with _member_db(member) as (admin, conn, m, config):
         last = (dt.date.fromisoformat(night) if night
                 else _now().astimezone(config.zone).date())
         found = water.leaks(conn, m.schema, last, config.water, config.timezone)
-        audit_read(conn, m.slug, "water.leaks.read", m.schema, {"night": last.isoformat()},
+        audit_read(admin, m.slug, "water.leaks.read", m.schema, {"night": last.isoformat()},
               len(found))
     if not found:
         console.print(f"= no leak suspected ({config.water.leak_nights} nights up to {last})")
@@ -206,12 +212,10 @@ def waste_today(
     at: Annotated[str | None, typer.Option("--at", help="As of (default: now).")] = None,
 ) -> None:
     """Containers to empty today: above the threshold, or full before the next round."""
-    with admin_db(*ERRORS) as conn:
-        m = members.member(conn, member)
-        config = _config(conn, m)
+    with _member_db(member) as (admin, conn, m, config):
         when = _now() if at is None else time_of(at, "--at", config.timezone)
         chosen = waste.today(conn, m.schema, config.waste, when, config.timezone)
-        audit_read(conn, m.slug, "waste.today.read", m.schema, {"at": when.isoformat()},
+        audit_read(admin, m.slug, "waste.today.read", m.schema, {"at": when.isoformat()},
               len(chosen))
     if not chosen:
         console.print("= no container to empty")
@@ -232,14 +236,12 @@ def waste_round(member: MemberArg) -> None:
     (analytics.waste.depot): stops in order, with the distance of each leg. Read only: the
     refresh job keeps the dashboard's copy."""
     settings = settings_or_exit()
-    with admin_db(*ERRORS) as conn:
-        m = members.member(conn, member)
-        config = _config(conn, m)
+    with _member_db(member) as (admin, conn, m, config):
         try:
             found = rounds.plan_for(conn, m.schema, config, settings.tenants_dir, _now())
         except rounds.RoundError as exc:
             raise fail(str(exc)) from None
-        audit_read(conn, m.slug, "waste.round.read", m.schema, {}, found.containers)
+        audit_read(admin, m.slug, "waste.round.read", m.schema, {}, found.containers)
     table = Table("#", "stop", "level %", "leg (km)", "total (km)")
     for s in found.stops:
         label = s.place.name if s.place.id == rounds.DEPOT else f"{s.place.name} ({s.place.id})"
@@ -265,12 +267,10 @@ def air_icone(
 ) -> None:
     """ICONE and time above the CO2 thresholds per room, over the occupied hours from
     --from to --to (excluded); times without an offset are in the member's time zone."""
-    with admin_db(*ERRORS) as conn:
-        m = members.member(conn, member)
-        config = _config(conn, m)
+    with _member_db(member) as (admin, conn, m, config):
         rows = air.rooms(conn, m.schema, time_of(start, "--from", config.timezone),
                          time_of(end, "--to", config.timezone), building)
-        audit_read(conn, m.slug, "air.rooms.read", m.schema, {"from": start, "to": end}, len(rows))
+        audit_read(admin, m.slug, "air.rooms.read", m.schema, {"from": start, "to": end}, len(rows))
     low, high = f"{config.air.low_ppm:g}", f"{config.air.high_ppm:g}"
     table = Table("building", "room", "occupied h", f"> {low} ppm", f"> {high} ppm",
                   "n0/n1/n2", "ICONE")
@@ -289,11 +289,9 @@ def air_icone(
 @health_app.command("devices")
 def health_devices(member: MemberArg) -> None:
     """Battery, silence, lost uplinks and radio trend of each device."""
-    with admin_db(*ERRORS) as conn:
-        m = members.member(conn, member)
-        config = _config(conn, m)
+    with _member_db(member) as (admin, conn, m, config):
         rows = health.devices(conn, m.schema, _now(), config.health)
-        audit_read(conn, m.slug, "health.devices.read", m.schema, {}, len(rows))
+        audit_read(admin, m.slug, "health.devices.read", m.schema, {}, len(rows))
     table = Table("device", "last heard", "silent", "battery %", "loss", "RSSI", "dB/day")
     for d in rows:
         table.add_row(f"{d.name} ({d.dev_eui})", local_time(d.last_seen, config.timezone),
@@ -309,10 +307,9 @@ def health_devices(member: MemberArg) -> None:
 @health_app.command("gateways")
 def health_gateways(member: MemberArg) -> None:
     """Gateways that heard the member's devices, and those that stopped hearing."""
-    with admin_db(*ERRORS) as conn:
-        m = members.member(conn, member)
-        config = _config(conn, m)
+    with _member_db(member) as (admin, conn, m, config):
         rows = health.gateways(conn, m.schema, _now(), config.health)
+        audit_read(admin, m.slug, "health.gateways.read", m.schema, {}, len(rows))
     table = Table("gateway", "last heard", "uplinks 24 h", "stopped")
     for g in rows:
         table.add_row(g.gateway_id, local_time(g.last_heard, config.timezone), str(g.uplinks_24h),

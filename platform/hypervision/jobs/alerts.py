@@ -3,14 +3,15 @@
 
 Opening an alert and queueing its notifications is one transaction (lifecycle.py);
 sending happens after it, and a failed notification is retried by a later run once its
-backoff has passed (notify.py). Members are handled one by one: one failing is logged
-and does not hold the others back.
+backoff has passed (notify.py). Members are handled one by one, each on its database
+server (hypervision.placement): one failing is logged and does not hold the others back.
 """
 
 from __future__ import annotations
 
 import logging
 
+from hypervision import placement
 from hypervision.alerts import lifecycle, notify
 from hypervision.analytics import members
 from hypervision.celery_app import app
@@ -26,12 +27,14 @@ def evaluate_all() -> dict[str, int]:
     """Evaluate rules and deliver notifications; returns alerts opened per member."""
     settings = get_settings()
     opened: dict[str, int] = {}
-    with connect_admin(settings) as admin:
+    with connect_admin(settings) as admin, placement.Connections(settings, admin) as servers:
         for m in members.members(admin):
             try:
-                result = lifecycle.evaluate_member(admin, m, settings)
-                config = members.settings_of(admin, m.schema)
-                delivery = notify.deliver_due(admin, m, settings, timezone=config.timezone)
+                conn = servers.get(m.server)
+                result = lifecycle.evaluate_member(conn, m, settings, catalogue=admin)
+                config = members.settings_of(conn, m.schema)
+                delivery = notify.deliver_due(conn, m, settings, timezone=config.timezone,
+                                              catalogue=admin)
             except Exception:
                 logger.exception("alert evaluation of %s failed", m.slug)
                 continue

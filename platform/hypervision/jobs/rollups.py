@@ -1,8 +1,9 @@
 """Periodic job: refresh every member's rollups and derived analytics
 (hypervision.analytics.rollups), every HV_ROLLUP_INTERVAL seconds on the jobs queue.
 
-Each member is refreshed on its own: one member failing (its schema being migrated, say)
-is logged and does not hold the others back. A refresh still running when the next one
+Each member is refreshed on its own, on its database server (hypervision.placement): one
+member failing (its schema being migrated, its server unreachable) is logged and does not
+hold the others back. A refresh still running when the next one
 starts makes the new one skip that member (advisory lock), so runs never pile up; the
 lag of the rollups is one interval plus the run time.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from hypervision import placement
 from hypervision.analytics import members, rollups
 from hypervision.celery_app import app
 from hypervision.db import connect_admin
@@ -25,10 +27,10 @@ def refresh_all() -> dict[str, int]:
     """Refresh each member; returns the hours recomputed per member."""
     settings = get_settings()
     done: dict[str, int] = {}
-    with connect_admin(settings) as admin:
+    with connect_admin(settings) as admin, placement.Connections(settings, admin) as servers:
         for m in members.members(admin):
             try:
-                result = rollups.refresh(admin, m, settings)
+                result = rollups.refresh(servers.get(m.server), m, settings, catalogue=admin)
             except Exception:
                 logger.exception("rollup refresh of %s failed", m.slug)
                 continue

@@ -200,25 +200,6 @@ def _same_json(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
-class ServerConnections:
-    """Superuser connections to the database servers other than the primary
-    (hypervision.placement), opened when first needed and closed together."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._open: dict[str, psycopg.Connection] = {}
-
-    def get(self, name: str) -> psycopg.Connection:
-        if name not in self._open:
-            self._open[name] = placement.connect_admin(self.settings, name)
-        return self._open[name]
-
-    def close(self) -> None:
-        for conn in self._open.values():
-            conn.close()
-        self._open.clear()
-
-
 def _on_server(settings: Settings, name: str) -> Settings:
     """The settings as seen from a member server: its database's name in the grants."""
     return settings.model_copy(update={"pg_database": placement.server(settings, name).database})
@@ -266,11 +247,11 @@ def plan(
     specs: Sequence[TenantSpec],
     catalogue: Catalogue,
     settings: Settings,
-    servers: ServerConnections | None = None,
+    servers: placement.Connections | None = None,
 ) -> list[Step]:
     """What `apply` would do, in order. Reads only (on every server members are on)."""
     own = servers is None
-    servers = servers or ServerConnections(settings)
+    servers = servers or placement.Connections(settings)
     try:
         return _plan(conn, specs, catalogue, settings, servers)
     finally:
@@ -283,7 +264,7 @@ def _plan(
     specs: Sequence[TenantSpec],
     catalogue: Catalogue,
     settings: Settings,
-    servers: ServerConnections,
+    servers: placement.Connections,
 ) -> list[Step]:
     steps: list[Step] = []
     where = placements(conn, specs, settings)
@@ -450,8 +431,8 @@ def _member_steps(
     # into its schema now rather than at the next refresh: a depot declared in the file
     # plans rounds as soon as the file is applied. Writes only what changed.
     if server is None:
-        # Members on other servers are not yet copied into: their analytics read the
-        # catalogue, which stays on the primary (docs/scale.md, "Not built yet").
+        # A member on another server gets its copy once the catalogue rows are committed
+        # (`apply`, at the end).
         steps.append(Step("=", f"{name}: analytics settings and devices in its schema",
                           lambda conn: _copy_analytics(conn, name)))
     return steps
@@ -472,7 +453,7 @@ def apply(
     """Recompute the plan and run it in one transaction; each member whose declaration
     changed gets an audit entry listing the changes, with the changed fields of its
     details (analytics settings and alert rules included) before and after."""
-    servers = ServerConnections(settings)
+    servers = placement.Connections(settings)
     try:
         steps = plan(conn, specs, catalogue, settings, servers)
         # The other servers first, each in one transaction: a member's schema and roles
@@ -507,6 +488,16 @@ def apply(
                              params={"changes": [str(s) for s in mine]}, source="cli",
                              before=details.before if details else None,
                              after=details.after if details else None)
+    # Members on other servers: their analytics copy, once the catalogue (on the primary)
+    # holds their devices, committed above.
+    placed = conn.execute(
+        "SELECT slug, server FROM hv.members WHERE server IS NOT NULL AND slug = ANY(%s)"
+        " ORDER BY slug", ([spec.name for spec in specs],)).fetchall()
+    if placed:
+        with placement.Connections(settings, conn) as servers:
+            for slug, server in placed:
+                analytics_members.sync(conn, analytics_members.member(conn, slug),
+                                       servers.get(server))
     # Each role's password to the processes that connect with it, and no other.
     role_secrets.publish(settings)
     return steps

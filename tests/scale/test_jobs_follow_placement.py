@@ -1,0 +1,115 @@
+"""The periodic jobs (rollups and analytics, alerts) and the analytics commands follow the
+placement: for `kappa`, on the second server, they read the catalogue on the primary and
+write the member's rows where its schema is (the primary holds none of it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from typer.testing import CliRunner
+
+from hypervision import placement
+from hypervision.analytics import members
+from hypervision.cli import app
+from hypervision.db import connect_admin
+from hypervision.jobs import alerts as alerts_job
+from hypervision.jobs import rollups as rollups_job
+from hypervision.settings import Settings, get_settings
+from tests.scale.conftest import TwoServers
+
+pytestmark = pytest.mark.services
+
+AIR = "9a9a9a9a9a9a0002"
+RULE = {"name": "co2-k2", "metric": "air.co2", "condition": "above", "threshold": 1500,
+        "duration": "10m", "severity": "warning", "devices": [AIR]}
+
+
+@pytest.fixture
+def placed(two_servers: TwoServers, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The jobs and the commands see the servers file, and the jobs the scale members only
+    (the suite's other members keep the state their own tests expect); kappa gets an
+    alert rule on CO2 and no alert yet (the second server's data folder outlives a run),
+    taken away at the end."""
+    settings = two_servers.settings
+    everyone = members.members
+    for job in (rollups_job, alerts_job):
+        monkeypatch.setattr(job, "get_settings", lambda: settings)
+        monkeypatch.setattr(job.members, "members", lambda admin, slug=None: [
+            m for m in everyone(admin, slug) if m.slug in ("kappa", "sigma")])
+    get_settings.cache_clear()
+    with placement.connect_admin(settings, "second") as second:
+        second.execute("TRUNCATE tenant_kappa.alerts CASCADE")
+    with connect_admin(settings) as conn:
+        spec = conn.execute("SELECT spec FROM hv.members WHERE slug = 'kappa'").fetchone()[0]
+        conn.execute("UPDATE hv.members SET spec = %s WHERE slug = 'kappa'",
+                     (Jsonb({**spec, "alerts": [RULE]}),))
+    try:
+        yield settings
+    finally:
+        get_settings.cache_clear()
+        with connect_admin(settings) as conn:
+            conn.execute("UPDATE hv.members SET spec = %s WHERE slug = 'kappa'", (Jsonb(spec),))
+
+
+def test_tenants_apply_copies_the_devices_of_a_member_on_another_server_there(
+    two_servers: TwoServers,
+) -> None:
+    with placement.connect_admin(two_servers.settings, "second") as second:
+        copied = second.execute(
+            "SELECT dev_eui, name, active FROM tenant_kappa.analytics_devices ORDER BY 1"
+        ).fetchall()
+    assert copied == [("9a9a9a9a9a9a0001", "Water K1", True), (AIR, "Air K2", True)]
+
+
+def test_the_rollup_and_alert_jobs_work_on_the_members_server(placed: Settings) -> None:
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    since = (now - dt.timedelta(minutes=30)).replace(minute=0)
+    with placement.connect_admin(placed, "second") as second:
+        # The sensor's last half hour is 1800 ppm, whatever the ingest tests sent it.
+        second.execute("DELETE FROM tenant_kappa.measurements WHERE dev_eui = %s"
+                       " AND metric = 'air.co2' AND time >= %s", (AIR, since))
+        for minute in range(1, 31):
+            at = now - dt.timedelta(minutes=minute)
+            second.execute(sql.SQL(
+                "INSERT INTO {} (time, dev_eui, metric, value, unit, deduplication_id)"
+                " VALUES (%s, %s, 'air.co2', 1800, 'ppm', %s) ON CONFLICT DO NOTHING"
+            ).format(sql.Identifier("tenant_kappa", "measurements")),
+                (at, AIR, uuid.uuid5(uuid.NAMESPACE_URL, f"hv-test:jobs:{at.isoformat()}")))
+
+    refreshed = rollups_job.refresh_all()
+    assert set(refreshed) == {"kappa", "sigma"}  # a member on each server
+    opened = alerts_job.evaluate_all()
+    assert opened["kappa"] == 1
+
+    with placement.connect_admin(placed, "second") as second:
+        # The hours just written are rolled up from the readings they hold.
+        rolled, read = second.execute(
+            "SELECT (SELECT sum(n) FROM tenant_kappa.rollup_hourly WHERE dev_eui = %(d)s"
+            " AND metric = 'air.co2' AND bucket >= %(since)s),"
+            " (SELECT count(*) FROM tenant_kappa.measurements WHERE dev_eui = %(d)s"
+            " AND metric = 'air.co2' AND time >= %(since)s)", {"d": AIR, "since": since}
+        ).fetchone()
+        assert rolled == read >= 30
+        assert second.execute(
+            "SELECT rule, dev_eui, state FROM tenant_kappa.alerts").fetchall() == [
+            ("co2-k2", AIR, "open")]
+    with connect_admin(placed) as primary:
+        assert primary.execute("SELECT to_regclass('tenant_kappa.alerts')").fetchone() == (None,)
+
+    # The commands read the member where it is too.
+    runner = CliRunner()
+    status = runner.invoke(app, ["rollups", "status", "--member", "kappa"])
+    assert status.exit_code == 0, status.output
+    assert "kappa" in status.output
+    listed = runner.invoke(app, ["alerts", "list", "kappa"])
+    assert listed.exit_code == 0, listed.output
+    assert "co2-k2" in listed.output
+    with connect_admin(placed) as primary:
+        assert primary.execute(
+            "SELECT count(*) FROM hv.audit_log WHERE member_slug = 'kappa'"
+            " AND action = 'alerts.read'").fetchone()[0] >= 1
