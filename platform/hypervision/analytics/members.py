@@ -82,12 +82,13 @@ _CATALOGUE = """
            (d.spec -> 'location' ->> 'lat')::float8,
            (d.spec -> 'location' ->> 'lon')::float8,
            coalesce((m.spec ->> 'typical_interval_s')::integer, 3600),
-           d.variables, d.active
+           d.variables, d.active, (d.spec ->> 'installed_on')::date
     FROM hv.devices d JOIN hv.device_models m ON m.id = d.model_id
     WHERE d.member_slug = %s
 """
 _COLUMNS = ("dev_eui", "name", "model_id", "category", "data_class", "building", "room",
-            "address", "lat", "lon", "typical_interval_s", "variables", "active")
+            "address", "lat", "lon", "typical_interval_s", "variables", "active",
+            "installed_on")
 
 
 def sync(
@@ -145,15 +146,15 @@ def sync(
         ) as copy:
             for row in rows:
                 copy.write_row((*row[:11], Jsonb(row[11]) if row[11] is not None else None,
-                                row[12]))
+                                *row[12:]))
         conn.execute(
             sql.SQL(
                 """
                 INSERT INTO {s}.analytics_devices AS a
                     (dev_eui, name, model_id, category, data_class, building, room, address,
-                     lat, lon, typical_interval_s, variables, active)
+                     lat, lon, typical_interval_s, variables, active, installed_on)
                 SELECT dev_eui, name, model_id, category, data_class, building, room,
-                       address, lat, lon, typical_interval_s, variables, active
+                       address, lat, lon, typical_interval_s, variables, active, installed_on
                 FROM catalogue_devices
                 ON CONFLICT (dev_eui) DO UPDATE SET
                     name = EXCLUDED.name, model_id = EXCLUDED.model_id,
@@ -161,14 +162,16 @@ def sync(
                     building = EXCLUDED.building, room = EXCLUDED.room,
                     address = EXCLUDED.address, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
                     typical_interval_s = EXCLUDED.typical_interval_s,
-                    variables = EXCLUDED.variables, active = EXCLUDED.active, synced_at = now()
+                    variables = EXCLUDED.variables, active = EXCLUDED.active,
+                    installed_on = EXCLUDED.installed_on, synced_at = now()
                 WHERE (a.name, a.model_id, a.category, a.data_class, a.building, a.room,
-                       a.address, a.lat, a.lon, a.typical_interval_s, a.variables, a.active)
+                       a.address, a.lat, a.lon, a.typical_interval_s, a.variables, a.active,
+                       a.installed_on)
                    IS DISTINCT FROM
                       (EXCLUDED.name, EXCLUDED.model_id, EXCLUDED.category, EXCLUDED.data_class,
                        EXCLUDED.building, EXCLUDED.room, EXCLUDED.address, EXCLUDED.lat,
                        EXCLUDED.lon, EXCLUDED.typical_interval_s, EXCLUDED.variables,
-                       EXCLUDED.active)
+                       EXCLUDED.active, EXCLUDED.installed_on)
                 """
             ).format(s=s)
         )

@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg
 
-from hypervision import roles
+from hypervision import placement, roles
 from hypervision.db import connect_admin
 from hypervision.roles import OPERATOR_READER, member_role
 from hypervision.settings import Settings
@@ -138,9 +138,17 @@ def _record(conn: psycopg.Connection, key: str, bundle: Bundle, digest: str) -> 
             )
 
 
-def _sqlalchemy_uri(settings: Settings, role: str) -> str:
-    return (f"postgresql+psycopg2://{role}:{PASSWORD_MASK}@{settings.pg_host}:{settings.pg_port}"
-            f"/{settings.pg_database}")
+def _sqlalchemy_uri(settings: Settings, role: str, server: str | None = None) -> str:
+    """Superset's connection as `role` to the database server `server` (None: the primary;
+    hypervision.placement), with the server's TLS mode when it declares one."""
+    if server is None:
+        host, port, database, tls = (settings.pg_host, settings.pg_port, settings.pg_database,
+                                     None)
+    else:
+        found = placement.server(settings, server)
+        host, port, database, tls = found.host, found.port, found.database, found.sslmode
+    query = f"?sslmode={tls}" if tls else ""
+    return f"postgresql+psycopg2://{role}:{PASSWORD_MASK}@{host}:{port}/{database}{query}"
 
 
 # Superset objects -----------------------------------------------------------------------
@@ -255,14 +263,17 @@ def _delete_stale(client: Client, previous: dict[tuple[str, str], str], bundle: 
 def _apply_target(client: Client, conn: psycopg.Connection, target: Target,
                   templates: list[DashboardTemplate], template_set: TemplateSet, password: str,
                   role_ids: list[int], dashboard_ids: DashboardIds, log: Log,
-                  force: bool) -> tuple[dict[str, int], int]:
+                  force: bool, schema_conn: psycopg.Connection | None = None,
+                  ) -> tuple[dict[str, int], int]:
     """Import the target's bundle, restrict its dashboards to `role_ids`, delete what is
     stale, record what now exists; returns (template -> dashboard id, deleted count).
 
     When nothing changed since the last apply (same digest) and every dashboard is still
-    there, nothing is imported: re-applying an unchanged member costs a few reads.
+    there, nothing is imported: re-applying an unchanged member costs a few reads. The
+    datasets' columns are read where the schema is (`schema_conn`, default `conn`).
     """
-    bundle = render(target, templates, template_set, _columns(conn, target.schema))
+    bundle = render(target, templates, template_set,
+                    _columns(schema_conn or conn, target.schema))
     digest = bundle.digest(password, *map(str, sorted(role_ids)))
     existing = dashboard_ids.of(bundle)
     if (not force and _applied_digest(conn, target.key) == digest
@@ -361,12 +372,13 @@ def _ensure_operator_login(conn: psycopg.Connection, settings: Settings) -> None
     roles.ensure_operator_login(conn, settings)
 
 
-def member_target(settings: Settings, spec: TenantSpec) -> Target:
+def member_target(settings: Settings, spec: TenantSpec, server: str | None = None) -> Target:
+    """A member's Superset database and dashboards; `server`: where its schema is."""
     return Target(
         key=spec.name, title=spec.identity.name, scope="member",
         database_name=database_name(spec.name), schema=spec.schema,
         login_role=member_role(spec.name, "reader"),
-        sqlalchemy_uri=_sqlalchemy_uri(settings, member_role(spec.name, "reader")),
+        sqlalchemy_uri=_sqlalchemy_uri(settings, member_role(spec.name, "reader"), server),
         dashboard_slug_prefix=f"{spec.name}-",
     )
 
@@ -390,25 +402,27 @@ def apply(settings: Settings, specs: Sequence[TenantSpec], log: Log = print,
     """
     template_set = template_set or load()
     results: list[Applied] = []
-    with connect_admin(settings) as conn, admin_client(settings) as client:
+    with connect_admin(settings) as conn, admin_client(settings) as client, \
+            placement.Connections(settings, conn) as servers:
         gamma = role_id(client, GAMMA)
         operator_role = role_id(client, OPERATOR_ROLE)
         _ensure_operator_login(conn, settings)
         _translate_login_page(client)
         dashboard_ids = DashboardIds(client)
         for spec in specs:
-            found = conn.execute("SELECT 1 FROM hv.members WHERE slug = %s",
+            found = conn.execute("SELECT server FROM hv.members WHERE slug = %s",
                                  (spec.name,)).fetchone()
             if found is None:
                 raise ValueError(f"member {spec.name} is not applied yet: run `tenants apply`")
-            target = member_target(settings, spec)
+            target = member_target(settings, spec, found[0])
             categories = _categories(conn, spec.name)
             templates = [t for t in template_set.for_scope("member")
                          if not t.categories or categories & set(t.categories)]
             role = role_id(client, member_role_name(spec.name))
             dashboards, deleted = _apply_target(
                 client, conn, target, templates, template_set,
-                settings.role_password(target.login_role), [role], dashboard_ids, log, force)
+                settings.role_password(target.login_role), [role], dashboard_ids, log, force,
+                schema_conn=servers.get(found[0]))
             _grant_database(client, role, target.database_name)
             users = _apply_users(client, conn, spec, [gamma, role], operator_role, log)
             log(f"= {spec.name}: {len(dashboards)} dashboards ({', '.join(dashboards)}),"

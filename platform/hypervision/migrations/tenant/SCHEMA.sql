@@ -182,7 +182,8 @@ CREATE TABLE tenant_member.analytics_devices (
     synced_at timestamp with time zone DEFAULT now() NOT NULL,
     address text,
     lat double precision,
-    lon double precision
+    lon double precision,
+    installed_on date
 );
 
 --
@@ -344,17 +345,17 @@ CREATE VIEW tenant_member.dash_battery_forecast AS
 --
 
 CREATE VIEW tenant_member.dash_devices AS
- SELECT member_devices.dev_eui,
-    member_devices.name,
-    member_devices.model_id,
-    member_devices.category,
-    member_devices.data_class,
-    member_devices.building,
-    member_devices.room,
-    member_devices.address,
-    member_devices.installed_on,
-    member_devices.active
-   FROM hv_shared.member_devices('member'::text) member_devices(dev_eui, name, model_id, category, data_class, building, room, address, installed_on, active);
+ SELECT analytics_devices.dev_eui,
+    analytics_devices.name,
+    analytics_devices.model_id,
+    analytics_devices.category,
+    analytics_devices.data_class,
+    analytics_devices.building,
+    analytics_devices.room,
+    analytics_devices.address,
+    analytics_devices.installed_on,
+    analytics_devices.active
+   FROM tenant_member.analytics_devices;
 
 --
 -- Name: device_state; Type: TABLE; Schema: tenant_member; Owner: -
