@@ -39,13 +39,14 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 
-from hypervision import audit
+from hypervision import audit, placement
 from hypervision.roles import member_role
 
 Basis = Literal["class", "raw_and_class", "raw"]
@@ -93,6 +94,7 @@ class Member:
     slug: str
     schema: str
     days: dict[str, int]
+    server: str | None = None  # the database server of its schema; None: the primary
 
     @property
     def owner_role(self) -> str:
@@ -155,13 +157,22 @@ class MemberPlan:
 
 def load_members(conn: psycopg.Connection, slugs: Sequence[str] | None = None) -> list[Member]:
     rows = conn.execute(
-        "SELECT slug, schema_name, coalesce(spec->'retention', '{}'::jsonb) FROM hv.members"
-        # All of them: the members on the primary; retention does not follow placement
-        # yet (docs/scale.md, "Not built yet").
-        " WHERE (%(all)s AND server IS NULL) OR slug = ANY(%(slugs)s) ORDER BY slug",
+        "SELECT slug, schema_name, coalesce(spec->'retention', '{}'::jsonb), server"
+        " FROM hv.members WHERE %(all)s OR slug = ANY(%(slugs)s) ORDER BY slug",
         {"all": slugs is None, "slugs": list(slugs or [])},
     ).fetchall()
-    return [Member(r[0], r[1], {str(k): int(v) for k, v in r[2].items()}) for r in rows]
+    return [Member(r[0], r[1], {str(k): int(v) for k, v in r[2].items()}, r[3]) for r in rows]
+
+
+def _server(conn: psycopg.Connection, member: Member,
+            servers: placement.Connections | None) -> psycopg.Connection:
+    """The connection to the member's schema: `conn` for a member on the primary."""
+    if member.server is None:
+        return conn
+    if servers is None:
+        raise placement.PlacementError(
+            f"{member.slug} is on server {member.server}: retention needs its connection")
+    return servers.get(member.server)
 
 
 def device_classes(conn: psycopg.Connection) -> dict[str, str]:
@@ -341,35 +352,43 @@ def _set_role(conn: psycopg.Connection, role: str | None) -> None:
 
 
 def _plan_member(conn: psycopg.Connection, member: Member, classes: dict[str, str],
-                 now: dt.datetime, lock: bool) -> MemberPlan:
+                 now: dt.datetime, lock: bool,
+                 catalogue: psycopg.Connection | None = None) -> MemberPlan:
+    """`conn` on the member's database server, `catalogue` on the primary (default:
+    `conn`), which holds the devices and the dead letters."""
+    catalogue = conn if catalogue is None else catalogue
     plan = MemberPlan(member.slug, now)
-    declared = _declared_classes(conn, member.slug) | {RAW}
+    declared = _declared_classes(catalogue, member.slug) | {RAW}
     plan.kept_classes = sorted(c for c in declared if c not in member.days)
     _set_role(conn, member.owner_role)
     for table in _present(conn, member.schema):
         plan.tables.append(_plan_table(conn, member, table, classes, now, lock))
     plan.uncovered_tables = _uncovered(conn, member.schema)
     _set_role(conn, None)
-    plan.tables.append(_dead_letters_plan(conn, member, now))
+    plan.tables.append(_dead_letters_plan(catalogue, member, now))
     return plan
 
 
 def plan(conn: psycopg.Connection, now: dt.datetime | None = None,
-         members: Sequence[str] | None = None) -> list[MemberPlan]:
+         members: Sequence[str] | None = None,
+         servers: placement.Connections | None = None) -> list[MemberPlan]:
     """The dry run: what would go, per member, table and class. Writes nothing.
 
-    `conn` is a superuser connection (hypervision.db.connect_admin); member tables are
-    read as each member's owner role.
+    `conn` is a superuser connection to the primary (hypervision.db.connect_admin);
+    `servers` opens the other database servers (hypervision.placement). Member tables are
+    read as each member's owner role, where the member is.
     """
     now = now or dt.datetime.now(dt.UTC)
     classes = device_classes(conn)
     plans = []
-    with conn.transaction():
-        conn.execute("SET TRANSACTION READ ONLY")
-        # A date column (daily rollups) compares to a cutoff at midnight UTC.
-        conn.execute("SET LOCAL TIME ZONE 'UTC'")
-        for member in load_members(conn, members):
-            plans.append(_plan_member(conn, member, classes, now, lock=False))
+    for member in load_members(conn, members):
+        db = _server(conn, member, servers)
+        with conn.transaction(), (db.transaction() if db is not conn else nullcontext()):
+            for c in {id(conn): conn, id(db): db}.values():
+                c.execute("SET TRANSACTION READ ONLY")
+                # A date column (daily rollups) compares to a cutoff at midnight UTC.
+                c.execute("SET LOCAL TIME ZONE 'UTC'")
+            plans.append(_plan_member(db, member, classes, now, lock=False, catalogue=conn))
     return plans
 
 
@@ -445,31 +464,40 @@ class MemberRun:
 
 def run(conn: psycopg.Connection, now: dt.datetime | None = None,
         members: Sequence[str] | None = None, actor: str = "system:retention",
-        source: str = "job", log: Callable[[str], None] = lambda _: None) -> list[MemberRun]:
+        source: str = "job", log: Callable[[str], None] = lambda _: None,
+        servers: placement.Connections | None = None) -> list[MemberRun]:
     """Enforce retention, one transaction per member, each with its audit entry.
 
     The counts audited are those of rows actually removed: rows of dropped chunks as
-    counted under lock just before the drop, plus the row counts DELETE returned.
+    counted under lock just before the drop, plus the row counts DELETE returned. A
+    member on another database server (`servers`, hypervision.placement) has its rows
+    removed in that server's transaction, committed just before the primary's, which
+    holds its dead letters and the audit entry: a crash between the two commits leaves
+    the removal unaudited, and the next run finds nothing more to remove.
     """
     now = now or dt.datetime.now(dt.UTC)
     classes = device_classes(conn)
     results = []
     for member in load_members(conn, members):
+        db = _server(conn, member, servers)
         with conn.transaction():
             conn.execute("SET LOCAL TIME ZONE 'UTC'")
-            member_plan = _plan_member(conn, member, classes, now, lock=True)
-            removed: Counter[tuple[str, str]] = Counter()
-            _set_role(conn, member.owner_role)
-            for table_plan in member_plan.tables:
-                if table_plan.table == DEAD_LETTERS:
-                    continue
-                table = BY_NAME[table_plan.table]
-                for drop in table_plan.drops:
-                    _drop_chunk(conn, member, table, drop)
-                    removed.update({(table.name, c): n for c, n in drop.rows.items()})
-                counts = _delete(conn, member, table, classes, now)
-                removed.update({(table.name, c): n for c, n in counts.items()})
-            _set_role(conn, None)
+            with db.transaction() if db is not conn else nullcontext():
+                db.execute("SET LOCAL TIME ZONE 'UTC'")
+                member_plan = _plan_member(db, member, classes, now, lock=True,
+                                           catalogue=conn)
+                removed: Counter[tuple[str, str]] = Counter()
+                _set_role(db, member.owner_role)
+                for table_plan in member_plan.tables:
+                    if table_plan.table == DEAD_LETTERS:
+                        continue
+                    table = BY_NAME[table_plan.table]
+                    for drop in table_plan.drops:
+                        _drop_chunk(db, member, table, drop)
+                        removed.update({(table.name, c): n for c, n in drop.rows.items()})
+                    counts = _delete(db, member, table, classes, now)
+                    removed.update({(table.name, c): n for c, n in counts.items()})
+                _set_role(db, None)
             cutoff = _cutoff(now, member.days.get(RAW))
             if cutoff is not None:
                 n = conn.execute(

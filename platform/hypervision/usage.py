@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from hypervision import placement
 from hypervision.export.formats import csv_safe
 
 ConnectionFor = Callable[[str], AbstractContextManager[psycopg.Connection]]
@@ -67,15 +68,15 @@ def storage_bytes(conn: psycopg.Connection, schema: str) -> int:
     return int(row[0]) if row else 0
 
 
-def snapshot_storage(conn: psycopg.Connection, day: date | None = None) -> int:
-    """Record every member's storage for `day` (default today); returns members measured."""
+def snapshot_storage(servers: placement.Connections, day: date | None = None) -> int:
+    """Record every member's storage for `day` (default today), measured on the member's
+    database server and recorded on the primary; returns members measured."""
     day = day or today()
-    # The members on this server (the primary); those placed elsewhere are not measured
-    # yet (docs/scale.md, "Not built yet").
-    members = conn.execute("SELECT slug, schema_name FROM hv.members WHERE server IS NULL"
+    conn = servers.get(None)
+    members = conn.execute("SELECT slug, schema_name, server FROM hv.members"
                            " ORDER BY slug").fetchall()
-    for slug, schema in members:
-        size = storage_bytes(conn, schema)
+    for slug, schema, server in members:
+        size = storage_bytes(servers.get(server), schema)
         conn.execute(
             "INSERT INTO hv.storage_usage (day, member_slug, bytes) VALUES (%s, %s, %s)"
             " ON CONFLICT (day, member_slug) DO UPDATE SET bytes = EXCLUDED.bytes,"

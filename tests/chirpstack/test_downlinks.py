@@ -21,7 +21,7 @@ from google.protobuf import json_format
 from psycopg import sql
 from pydantic import SecretStr
 
-from hypervision import accounts
+from hypervision import accounts, placement
 from hypervision.accounts import Who
 from hypervision.api.db import Databases, grant_downlink_requests
 from hypervision.api.main import create_app
@@ -160,7 +160,7 @@ def test_a_downlink_is_queued_audited_then_tracked_through_txack_and_ack(
     _ingest(processor, _ack(LAMP, sent.queue_item_id, now + timedelta(seconds=3), True))
     assert _state(admin, sent.queue_item_id) == ("acknowledged", True, True, TOWER, 7)
     # The periodic job (a safety net) and tracking again change nothing.
-    assert downlinks.track_all(admin)["lumiere"] == 0
+    assert downlinks.track_all(placement.Connections(get_settings(), admin))["lumiere"] == 0
     assert downlinks.track(admin, "tenant_lumiere") == 0
 
 
@@ -229,7 +229,8 @@ def test_a_downlink_never_transmitted_expires_and_a_late_txack_still_counts(
                   " '2 hours' WHERE queue_item_id = %s", (old.queue_item_id,))
     # The periodic job: tracking finds nothing, then the old one expires, the fresh one
     # (within the hour) stays queued.
-    assert downlinks.track_all(admin, expire_after_s=3600)["lumiere"] >= 1
+    assert downlinks.track_all(placement.Connections(get_settings(), admin),
+                               expire_after_s=3600)["lumiere"] >= 1
     assert _state(admin, old.queue_item_id)[0] == "expired"
     assert _state(admin, fresh.queue_item_id)[0] == "queued"
     assert downlinks.expire(admin, "tenant_lumiere", 3600) == 0

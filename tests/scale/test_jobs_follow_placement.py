@@ -113,3 +113,78 @@ def test_the_rollup_and_alert_jobs_work_on_the_members_server(placed: Settings) 
         assert primary.execute(
             "SELECT count(*) FROM hv.audit_log WHERE member_slug = 'kappa'"
             " AND action = 'alerts.read'").fetchone()[0] >= 1
+
+
+def test_storage_downlinks_and_the_ingestion_watch_read_each_members_server(
+    placed: Settings,
+) -> None:
+    from hypervision import usage
+    from hypervision.chirpstack import downlinks
+    from hypervision.syndicate import incident_detectors
+
+    heard = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)  # later than any other uplink
+    dedup = uuid.uuid4()
+    with placement.connect_admin(placed, "second") as second:
+        second.execute(sql.SQL(
+            "INSERT INTO {} (time, received_at, dev_eui, deduplication_id, f_cnt, f_port,"
+            " data, event) VALUES (%s, %s, %s, %s, 1, 85, '\\x00'::bytea, '{}'::json)"
+        ).format(sql.Identifier("tenant_kappa", "uplinks")), (heard, heard, AIR, dedup))
+    try:
+        with connect_admin(placed) as primary, \
+                placement.Connections(placed, primary) as servers:
+            # Storage is measured where the schema is (the primary has none of kappa's).
+            with primary.transaction():
+                assert usage.snapshot_storage(servers) >= 2
+            size = primary.execute(
+                "SELECT bytes FROM hv.storage_usage WHERE member_slug = 'kappa'"
+                " AND day = current_date").fetchone()
+            assert size is not None and size[0] > 0
+            # Downlinks are tracked on the member's server.
+            assert "kappa" in downlinks.track_all(servers)
+            # The ingestion watch sees kappa's uplink, the latest of all.
+            assert incident_detectors.last_uplink(servers, dt.datetime.now(dt.UTC)) == heard
+    finally:
+        with placement.connect_admin(placed, "second") as second:
+            second.execute("DELETE FROM tenant_kappa.uplinks WHERE deduplication_id = %s",
+                           (dedup,))
+
+
+def test_retention_removes_a_remote_members_expired_rows_and_audits_on_the_primary(
+    placed: Settings,
+) -> None:
+    from hypervision import retention
+
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=60)
+    dedup = uuid.uuid4()
+    with connect_admin(placed) as primary:
+        spec = primary.execute("SELECT spec FROM hv.members WHERE slug = 'kappa'").fetchone()[0]
+        primary.execute("UPDATE hv.members SET spec = %s WHERE slug = 'kappa'",
+                        (Jsonb({**spec, "retention": {"raw": 30}}),))
+    with placement.connect_admin(placed, "second") as second:
+        second.execute(sql.SQL(
+            "INSERT INTO {} (time, received_at, dev_eui, deduplication_id, f_cnt, f_port,"
+            " data, event) VALUES (%s, %s, %s, %s, 1, 85, '\\x00'::bytea, '{}'::json)"
+        ).format(sql.Identifier("tenant_kappa", "uplinks")), (old, old, AIR, dedup))
+    try:
+        with connect_admin(placed) as primary, \
+                placement.Connections(placed, primary) as servers:
+            (planned,) = retention.plan(primary, members=["kappa"], servers=servers)
+            assert planned.counts()[("uplinks", "raw")] >= 1
+            (done,) = retention.run(primary, members=["kappa"], servers=servers,
+                                    actor="system:test")
+            assert done.removed[("uplinks", "raw")] >= 1
+            audited = primary.execute(
+                "SELECT rows FROM hv.audit_log WHERE id = %s AND member_slug = 'kappa'"
+                " AND action = 'retention.run'", (done.audit_id,)).fetchone()
+            assert audited == (sum(done.removed.values()),)
+            # Without the other servers' connections, it says so rather than skip it.
+            with pytest.raises(placement.PlacementError, match="server second"):
+                retention.run(primary, members=["kappa"])
+        with placement.connect_admin(placed, "second") as second:
+            assert second.execute(
+                "SELECT count(*) FROM tenant_kappa.uplinks WHERE time < now() - interval"
+                " '30 days'").fetchone() == (0,)
+    finally:
+        with connect_admin(placed) as primary:
+            primary.execute("UPDATE hv.members SET spec = %s WHERE slug = 'kappa'",
+                            (Jsonb(spec),))

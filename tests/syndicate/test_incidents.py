@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from hypervision import audit
+from hypervision import audit, placement
 from hypervision.accounts import Who
 from hypervision.alerts import notify
 from hypervision.analytics import members
@@ -156,7 +156,7 @@ def test_the_platform_opens_incidents_itself_once_per_occurrence(
         "INSERT INTO tenant_plage.uplinks (time, received_at, dev_eui, deduplication_id,"
         " f_cnt, f_port, data, event) VALUES (%s, %s, '5e1d0d0d00000001', gen_random_uuid(),"
         " 1, 1, '\\x00'::bytea, '{}'::json)"), (mine, mine))
-    last = incident_detectors.last_uplink(conn, now)
+    last = incident_detectors.last_uplink(placement.Connections(settings, conn), now)
     assert last is not None and last >= mine
     assert incident_detectors.ingestion_stopped(conn, settings, last + dt.timedelta(
         minutes=10)) is None

@@ -30,6 +30,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from hypervision import placement
 from hypervision.accounts import Who
 from hypervision.chirpstack.client import ChirpStack, NotFound
 from hypervision.chirpstack.encoders import Encoded, encoder_for
@@ -244,15 +245,16 @@ def expire(conn: psycopg.Connection, schema: str, after_s: int) -> int:
     return cur.rowcount
 
 
-def track_all(conn: psycopg.Connection, expire_after_s: int | None = None) -> dict[str, int]:
-    """`track` for every member, then `expire` when `expire_after_s` is given; the number
-    of downlinks that changed, per member."""
+def track_all(
+    servers: placement.Connections, expire_after_s: int | None = None
+) -> dict[str, int]:
+    """`track` for every member, on its database server, then `expire` when
+    `expire_after_s` is given; the number of downlinks that changed, per member."""
     changed = {}
-    for slug, schema in conn.execute(
-        # Members on other servers: their txacks are tracked by the pipeline there; this
-        # job does not follow placement yet (docs/scale.md, "Not built yet").
-        "SELECT slug, schema_name FROM hv.members WHERE server IS NULL ORDER BY slug"
+    for slug, schema, server in servers.get(None).execute(
+        "SELECT slug, schema_name, server FROM hv.members ORDER BY slug"
     ).fetchall():
+        conn = servers.get(server)
         with conn.transaction():
             changed[slug] = track(conn, schema)
             if expire_after_s is not None:

@@ -20,7 +20,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from hypervision import audit
+from hypervision import audit, placement
 from hypervision.accounts import Who
 from hypervision.chirpstack import downlinks, gateways, provision
 from hypervision.chirpstack.client import ChirpStack, ChirpStackError
@@ -249,9 +249,10 @@ def downlinks_list(
 def downlinks_track() -> None:
     """Update every member's downlinks from the txack/ack events stored so far, and mark
     `expired` those never transmitted within HV_DOWNLINK_EXPIRY seconds."""
-    with admin_db() as conn:
-        changed = downlinks.track_all(conn,
-                                      expire_after_s=settings_or_exit().downlink_expiry)
+    settings = settings_or_exit()
+    with admin_db(placement.PlacementError) as conn, \
+            placement.Connections(settings, conn) as servers:
+        changed = downlinks.track_all(servers, expire_after_s=settings.downlink_expiry)
     for slug, count in changed.items():
         if count:
             console.print(f"~ {slug}: {count} downlink(s) changed state")

@@ -17,6 +17,7 @@ import psycopg
 import typer
 from rich.table import Table
 
+from hypervision import placement
 from hypervision.commands.common import MemberOption, console, fail, settings_or_exit
 from hypervision.db import connect_admin
 from hypervision.settings import Settings
@@ -76,11 +77,12 @@ def check() -> None:
     """Open and close every member's low-margin alerts now (the job does it hourly)."""
     settings = settings_or_exit()
     now = dt.datetime.now(dt.UTC)
-    with connect_admin(settings) as conn:
-        for slug, schema in conn.execute(
-                "SELECT slug, schema_name FROM hv.members ORDER BY slug").fetchall():
-            r = coverage.check_margins(conn, slug, schema, now, settings.coverage_margin_db,
-                                       settings.coverage_margin_days)
+    with connect_admin(settings) as conn, placement.Connections(settings, conn) as servers:
+        for slug, schema, server in conn.execute(
+                "SELECT slug, schema_name, server FROM hv.members ORDER BY slug").fetchall():
+            r = coverage.check_margins(servers.get(server), slug, schema, now,
+                                       settings.coverage_margin_db,
+                                       settings.coverage_margin_days, catalogue=conn)
             for dev in r.opened:
                 console.print(f"+ {slug}: {dev} low margin")
             for dev in r.closed:

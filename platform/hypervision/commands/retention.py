@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from hypervision import audit, retention
+from hypervision import audit, placement, retention
 from hypervision.commands.common import (
     MembersOption,
     Yes,
@@ -43,8 +43,9 @@ def _print_plan(plans: list[retention.MemberPlan]) -> None:
 def retention_plan(member: MembersOption = None) -> None:
     """Show what a run would delete, per member, table and data class. Writes nothing."""
     settings = settings_or_exit()
-    with admin_db(settings=settings) as conn:
-        _print_plan(retention.plan(conn, members=member))
+    with admin_db(placement.PlacementError, settings=settings) as conn, \
+            placement.Connections(settings, conn) as servers:
+        _print_plan(retention.plan(conn, members=member, servers=servers))
 
 
 @retention_app.command("run")
@@ -55,13 +56,15 @@ def retention_run(
 ) -> None:
     """Delete what has expired now (the daily job does the same), with an audit entry."""
     settings = settings_or_exit()
-    with admin_db(settings=settings) as conn:
+    with admin_db(placement.PlacementError, settings=settings) as conn, \
+            placement.Connections(settings, conn) as servers:
         if dry_run:
-            _print_plan(retention.plan(conn, members=member))
+            _print_plan(retention.plan(conn, members=member, servers=servers))
             return
         whose = ", ".join(member) if member else "every member"
         confirm_or_exit(yes, f"delete the expired data of {whose} (--dry-run shows it)")
-        runs = retention.run(conn, members=member, actor=audit.cli_actor(), source="cli")
+        runs = retention.run(conn, members=member, actor=audit.cli_actor(), source="cli",
+                             servers=servers)
         if member is None:
             unattributed, _ = retention.expire_unattributed_dead_letters(
                 conn, settings.dead_letter_retention_days, dt.datetime.now(dt.UTC),

@@ -8,6 +8,7 @@ import logging
 
 from celery.schedules import crontab
 
+from hypervision import placement
 from hypervision.celery_app import app
 from hypervision.db import connect_admin
 from hypervision.settings import get_settings
@@ -22,15 +23,13 @@ def check_margins() -> dict[str, int]:
     settings = get_settings()
     now = dt.datetime.now(dt.UTC)
     opened: dict[str, int] = {}
-    with connect_admin(settings) as conn:
-        for slug, schema in conn.execute(
-                # The members on the primary (docs/scale.md, "Not built yet").
-                "SELECT slug, schema_name FROM hv.members WHERE server IS NULL"
-                " ORDER BY slug").fetchall():
+    with connect_admin(settings) as conn, placement.Connections(settings, conn) as servers:
+        for slug, schema, server in conn.execute(
+                "SELECT slug, schema_name, server FROM hv.members ORDER BY slug").fetchall():
             try:
-                r = coverage.check_margins(conn, slug, schema, now,
+                r = coverage.check_margins(servers.get(server), slug, schema, now,
                                            settings.coverage_margin_db,
-                                           settings.coverage_margin_days)
+                                           settings.coverage_margin_days, catalogue=conn)
             except Exception:
                 logger.exception("coverage check of %s failed", slug)
                 continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from hypervision import placement
 from hypervision.celery_app import app
 from hypervision.chirpstack import downlinks
 from hypervision.db import connect_admin
@@ -25,8 +26,8 @@ logger = logging.getLogger(__name__)
 def track_downlinks() -> dict[str, int]:
     """Run `track`, then `expire`, for every member; log how many downlinks changed state."""
     settings = get_settings()
-    with connect_admin(settings) as conn:
-        changed = downlinks.track_all(conn, expire_after_s=settings.downlink_expiry)
+    with connect_admin(settings) as conn, placement.Connections(settings, conn) as servers:
+        changed = downlinks.track_all(servers, expire_after_s=settings.downlink_expiry)
     for slug, count in changed.items():
         if count:
             logger.info("%s: %d downlink(s) changed state", slug, count)

@@ -16,7 +16,7 @@ import logging
 
 from celery.schedules import crontab
 
-from hypervision import retention
+from hypervision import placement, retention
 from hypervision.celery_app import app
 from hypervision.db import connect_admin
 from hypervision.settings import get_settings
@@ -31,14 +31,15 @@ LOCK_KEY = 0x68765F726574  # "hv_ret"
 def enforce_retention(members: list[str] | None = None) -> dict[str, int]:
     """Remove expired rows of every member (or of `members`); returns rows removed per
     member."""
-    with connect_admin(get_settings()) as conn:
+    settings = get_settings()
+    with connect_admin(settings) as conn, placement.Connections(settings, conn) as servers:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
         if not (row and row[0]):
             logger.warning("retention already running elsewhere; skipped")
             return {}
         try:
             runs = retention.run(conn, members=members, actor="system:retention",
-                                 source="job", log=logger.info)
+                                 source="job", log=logger.info, servers=servers)
             if members is None:
                 removed, _ = retention.expire_unattributed_dead_letters(
                     conn, get_settings().dead_letter_retention_days, dt.datetime.now(dt.UTC),

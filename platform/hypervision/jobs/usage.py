@@ -12,7 +12,7 @@ import logging
 
 from celery.schedules import crontab
 
-from hypervision import usage
+from hypervision import placement, usage
 from hypervision.celery_app import app
 from hypervision.db import connect_admin
 from hypervision.settings import get_settings
@@ -23,8 +23,10 @@ logger = logging.getLogger(__name__)
 @app.task(name="hypervision.jobs.usage.measure_storage")
 def measure_storage() -> int:
     """Record every member's storage for today (UTC); returns how many were measured."""
-    with connect_admin(get_settings()) as conn, conn.transaction():
-        count = usage.snapshot_storage(conn)
+    settings = get_settings()
+    with connect_admin(settings) as conn, placement.Connections(settings, conn) as servers, \
+            conn.transaction():
+        count = usage.snapshot_storage(servers)
     logger.info("storage measured for %d member(s)", count)
     return count
 

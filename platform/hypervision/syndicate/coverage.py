@@ -268,13 +268,15 @@ class MarginCheck:
 
 
 def check_margins(conn: psycopg.Connection, slug: str, schema: str, now: dt.datetime,
-                  threshold: float, days: int) -> MarginCheck:
-    """Open and close the member's `coverage_margin` alerts (module docstring)."""
+                  threshold: float, days: int,
+                  catalogue: psycopg.Connection | None = None) -> MarginCheck:
+    """Open and close the member's `coverage_margin` alerts (module docstring). `conn` is
+    on the member's database server, `catalogue` on the primary (default: `conn`)."""
     result = MarginCheck()
     weak, fine = weak_devices(conn, schema, now, threshold, days)
     s = sql.Identifier(schema)
-    contacts = conn.execute("SELECT spec->'contacts' FROM hv.members WHERE slug = %s",
-                            (slug,)).fetchone()
+    contacts = (catalogue or conn).execute(
+        "SELECT spec->'contacts' FROM hv.members WHERE slug = %s", (slug,)).fetchone()
     technical = ((contacts[0] or {}).get("technical") or {}).get("email") if contacts else None
     with conn.transaction():
         for dev_eui, best in sorted(weak.items()):

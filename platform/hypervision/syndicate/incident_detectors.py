@@ -20,7 +20,7 @@ import datetime as dt
 import psycopg
 from psycopg import sql
 
-from hypervision import audit
+from hypervision import audit, placement
 from hypervision.accounts import Who
 from hypervision.settings import Settings
 from hypervision.syndicate import incidents
@@ -54,13 +54,13 @@ def backup_missing(conn: psycopg.Connection, settings: Settings,
         auto_key=f"backup-missing:{row[0]}")
 
 
-def last_uplink(conn: psycopg.Connection, now: dt.datetime) -> dt.datetime | None:
-    """The latest reception time of an uplink of the past day, over every member on the
-    primary (members on other servers are not read yet: docs/scale.md)."""
+def last_uplink(servers: placement.Connections, now: dt.datetime) -> dt.datetime | None:
+    """The latest reception time of an uplink of the past day, over every member, each
+    read on its database server."""
     latest: dt.datetime | None = None
-    for (schema,) in conn.execute(
-            "SELECT schema_name FROM hv.members WHERE server IS NULL").fetchall():
-        row = conn.execute(
+    for schema, server in servers.get(None).execute(
+            "SELECT schema_name, server FROM hv.members").fetchall():
+        row = servers.get(server).execute(
             sql.SQL("SELECT max(received_at) FROM {} WHERE time > %s").format(
                 sql.Identifier(schema, "uplinks")),
             (now - dt.timedelta(days=1),)).fetchone()
@@ -71,7 +71,8 @@ def last_uplink(conn: psycopg.Connection, now: dt.datetime) -> dt.datetime | Non
 
 def ingestion_stopped(conn: psycopg.Connection, settings: Settings,
                       now: dt.datetime) -> int | None:
-    latest = last_uplink(conn, now)
+    with placement.Connections(settings, conn) as servers:
+        latest = last_uplink(servers, now)
     silence = dt.timedelta(minutes=settings.incident_ingest_silence_minutes)
     if latest is None or now - latest < silence:
         return None
