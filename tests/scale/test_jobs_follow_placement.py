@@ -9,12 +9,14 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 from typer.testing import CliRunner
 
-from hypervision import placement
+from hypervision import accounts, placement
 from hypervision.analytics import members
+from hypervision.api.main import create_app
 from hypervision.cli import app
 from hypervision.db import connect_admin
 from hypervision.jobs import alerts as alerts_job
@@ -25,6 +27,7 @@ from tests.scale.conftest import TwoServers
 pytestmark = pytest.mark.services
 
 AIR = "9a9a9a9a9a9a0002"
+SETUP = accounts.Who("system:test-setup")
 RULE = {"name": "co2-k2", "metric": "air.co2", "condition": "above", "threshold": 1500,
         "duration": "10m", "severity": "warning", "devices": [AIR]}
 
@@ -113,6 +116,33 @@ def test_the_rollup_and_alert_jobs_work_on_the_members_server(placed: Settings) 
         assert primary.execute(
             "SELECT count(*) FROM hv.audit_log WHERE member_slug = 'kappa'"
             " AND action = 'alerts.read'").fetchone()[0] >= 1
+
+    # A person acknowledges it from the CLI, another closes it through the API: the
+    # change on the member's server, its audit entry on the primary.
+    with placement.connect_admin(placed, "second") as second:
+        (alert_id,) = second.execute("SELECT id FROM tenant_kappa.alerts").fetchone()
+    acked = runner.invoke(app, ["alerts", "ack", "kappa", str(alert_id), "--by", "Jo"])
+    assert acked.exit_code == 0, acked.output
+    with connect_admin(placed) as primary:
+        accounts.upsert_account(primary, SETUP, email="hugo@kappa.example.org", name="Hugo",
+                                member="kappa", rights=["read", "admin"])
+        token = accounts.create_token(primary, SETUP, email="hugo@kappa.example.org").secret
+    with TestClient(create_app(placed)) as client:
+        closed = client.post(f"/api/v1/members/kappa/alerts/{alert_id}/close",
+                             json={"reason": "fenêtres ouvertes"},
+                             headers={"Authorization": f"Bearer {token}"})
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["state"] == "closed"
+    with placement.connect_admin(placed, "second") as second:
+        assert second.execute(
+            "SELECT state, acknowledged_by, close_reason FROM tenant_kappa.alerts"
+        ).fetchone() == ("closed", "Jo", "fenêtres ouvertes")
+    with connect_admin(placed) as primary:
+        assert primary.execute(
+            "SELECT action, after ->> 'state' FROM hv.audit_log WHERE member_slug = 'kappa'"
+            " AND action IN ('alerts.acknowledge', 'alerts.close') AND target = %s"
+            " ORDER BY id", (f"alert:{alert_id}",)).fetchall() == [
+            ("alerts.acknowledge", "acknowledged"), ("alerts.close", "closed")]
 
 
 def test_storage_downlinks_and_the_ingestion_watch_read_each_members_server(

@@ -43,6 +43,7 @@ class Databases:
         self._lock = threading.Lock()
         self._control: ConnectionPool | None = None
         self._readers: dict[tuple[str, str | None], ConnectionPool] = {}
+        self._api_elsewhere: dict[str, ConnectionPool] = {}
 
     def _pool(self, role: str, size: int, server: str | None = None) -> ConnectionPool:
         return ConnectionPool(
@@ -78,9 +79,30 @@ class Databases:
         with pool.connection() as conn:
             yield conn
 
+    @contextmanager
+    def changes(self, slug: str) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
+        """The API role's connections to change a member's schema: to the primary (the
+        catalogue, the audit trail) and to the member's database server, which is the same
+        connection for a member on the primary. Callers open a transaction on each, the
+        member's inside the primary's, so that the member's change commits just before
+        its audit entry."""
+        with self.control() as conn:
+            server = placement.member_server(conn, slug)
+            if server is None:
+                yield conn, conn
+                return
+            with self._lock:
+                pool = self._api_elsewhere.get(server)
+                if pool is None:
+                    pool = self._api_elsewhere[server] = self._pool(
+                        self.settings.api_role, READER_POOL_SIZE, server)
+            with pool.connection() as member_conn:
+                yield conn, member_conn
+
     def close(self) -> None:
         with self._lock:
-            pools = [p for p in (self._control, *self._readers.values()) if p is not None]
-            self._control, self._readers = None, {}
+            pools = [p for p in (self._control, *self._readers.values(),
+                                 *self._api_elsewhere.values()) if p is not None]
+            self._control, self._readers, self._api_elsewhere = None, {}, {}
         for pool in pools:
             pool.close()

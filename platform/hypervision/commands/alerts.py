@@ -5,6 +5,7 @@ trail.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Annotated, cast
 
 import psycopg
@@ -69,17 +70,22 @@ def alerts_list(
 def _act(member: str, alert_id: int, by: str | None, action: str, reason: str = "") -> None:
     actor = audit.cli_actor()
     who = by or actor.removeprefix("cli:")
-    with admin_db(*ERRORS) as conn, conn.transaction():
-        m = members.member(conn, member)
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(m.owner)))
-        if action == "acknowledge":
-            row = lifecycle.acknowledge(conn, m.schema, alert_id, who)
-        else:
-            row = lifecycle.close(conn, m.schema, alert_id, who, reason)
-        conn.execute("RESET ROLE")
-        audit.record(conn, actor=actor, member=m.slug, action=f"alerts.{action}",
-                     target=f"alert:{alert_id}", params={"by": who, "reason": reason},
-                     after={"state": row["state"]}, source="cli")
+    settings = settings_or_exit()
+    with admin_db(*ERRORS) as admin, placement.Connections(settings, admin) as servers:
+        m = members.member(admin, member)
+        conn = servers.get(m.server)
+        # The member's change commits on its server just before its audit entry on the
+        # primary (one transaction when the member is on the primary).
+        with admin.transaction(), (conn.transaction() if conn is not admin else nullcontext()):
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(m.owner)))
+            if action == "acknowledge":
+                row = lifecycle.acknowledge(conn, m.schema, alert_id, who)
+            else:
+                row = lifecycle.close(conn, m.schema, alert_id, who, reason)
+            conn.execute("RESET ROLE")
+            audit.record(admin, actor=actor, member=m.slug, action=f"alerts.{action}",
+                         target=f"alert:{alert_id}", params={"by": who, "reason": reason},
+                         after={"state": row["state"]}, source="cli")
     console.print(f"~ alert {alert_id} of {m.slug}: {row['state']}")
 
 

@@ -7,7 +7,9 @@ only its owner may write the member's tables and the reader role stays read-only
 API's own role holds column privileges on that one table (`api.db.grant_alert_changes`:
 UPDATE of the columns a person changes, SELECT of id and state, nothing else). The change
 and its audit entry (before and after state) commit in one transaction on that
-connection. The transitions are those of `lifecycle.acknowledge` and `lifecycle.close`
+connection; for a member on another database server (hypervision.placement), the change
+commits there just before its audit entry on the primary (`Databases.changes`). The
+transitions are those of `lifecycle.acknowledge` and `lifecycle.close`
 (the CLI's, as the member's owner): open -> acknowledged; open or acknowledged -> closed.
 An alert on a device of a personal data class is withheld from operators without a grant,
 as measurements are.
@@ -15,6 +17,7 @@ as measurements are.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -105,8 +108,9 @@ def _change(state: State, member: MemberScope, auditor: Auditor, alert_id: int, 
     who = auditor.who
     table = sql.Identifier(member.schema, "alerts")
     try:
-        with state.dbs.control() as conn, conn.transaction():
-            row = conn.execute(
+        with state.dbs.changes(member.slug) as (conn, mconn), conn.transaction(), \
+                (mconn.transaction() if mconn is not conn else nullcontext()):
+            row = mconn.execute(
                 sql.SQL(
                     "WITH before AS (SELECT id, state FROM {t} WHERE id = %(id)s FOR UPDATE)"
                     " UPDATE {t} AS a SET {changes} FROM before b"
@@ -115,8 +119,8 @@ def _change(state: State, member: MemberScope, auditor: Auditor, alert_id: int, 
                 {"id": alert_id, "allowed": list(allowed), "by": who.actor, "reason": reason},
             ).fetchone()
             if row is None:
-                now = conn.execute(sql.SQL("SELECT state FROM {} WHERE id = %s").format(table),
-                                   (alert_id,)).fetchone()
+                now = mconn.execute(sql.SQL("SELECT state FROM {} WHERE id = %s").format(
+                    table), (alert_id,)).fetchone()
                 if now is None:
                     raise not_found(f"alert {alert_id}")
                 raise HTTPException(status.HTTP_409_CONFLICT, f"alert {alert_id} is {now[0]}")
