@@ -33,9 +33,10 @@ def test_superset_connects_to_the_members_server_and_every_dataset_is_there(
         assert reader.execute(
             "SELECT dev_eui, name, active FROM tenant_kappa.dash_devices ORDER BY 1"
         ).fetchall() == [("9a9a9a9a9a9a0001", "Water K1", True),
-                         ("9a9a9a9a9a9a0002", "Air K2", True)]
+                         ("9a9a9a9a9a9a0002", "Air K2", True),
+                         ("9a9a9a9a9a9a0003", "Lighting K3", True)]
         assert reader.execute("SELECT count(*) FROM tenant_kappa.dash_device_health"
-                              ).fetchone() == (2,)
+                              ).fetchone() == (3,)
     # Every dataset of the member's dashboards has its columns on that server (render
     # refuses a label naming a column that is not there).
     with placement.connect_admin(settings, "second") as second:

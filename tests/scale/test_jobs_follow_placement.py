@@ -27,6 +27,7 @@ from tests.scale.conftest import TwoServers
 pytestmark = pytest.mark.services
 
 AIR = "9a9a9a9a9a9a0002"
+LAMP = "9a9a9a9a9a9a0003"
 SETUP = accounts.Who("system:test-setup")
 RULE = {"name": "co2-k2", "metric": "air.co2", "condition": "above", "threshold": 1500,
         "duration": "10m", "severity": "warning", "devices": [AIR]}
@@ -66,7 +67,8 @@ def test_tenants_apply_copies_the_devices_of_a_member_on_another_server_there(
         copied = second.execute(
             "SELECT dev_eui, name, active FROM tenant_kappa.analytics_devices ORDER BY 1"
         ).fetchall()
-    assert copied == [("9a9a9a9a9a9a0001", "Water K1", True), (AIR, "Air K2", True)]
+    assert copied == [("9a9a9a9a9a9a0001", "Water K1", True), (AIR, "Air K2", True),
+                      (LAMP, "Lighting K3", True)]
 
 
 def test_the_rollup_and_alert_jobs_work_on_the_members_server(placed: Settings) -> None:
@@ -221,3 +223,38 @@ def test_retention_removes_a_remote_members_expired_rows_and_audits_on_the_prima
         with connect_admin(placed) as primary:
             primary.execute("UPDATE hv.members SET spec = %s WHERE slug = 'kappa'",
                             (Jsonb(spec),))
+
+
+def test_a_downlink_to_a_remote_members_device_is_recorded_on_its_server(
+    placed: Settings,
+) -> None:
+    from chirpstack_api import api
+
+    from hypervision.chirpstack import downlinks
+    from hypervision.chirpstack.client import ChirpStack
+    from tests.chirpstack.fake_chirpstack import FakeChirpStack
+    from tests.conftest import PORT_BASE
+
+    server = FakeChirpStack(PORT_BASE + 818, "scale-token").start()
+    try:
+        server.store.devices[LAMP] = api.Device(dev_eui=LAMP, name="Lighting K3")
+        with ChirpStack(server.target, "scale-token", timeout=5) as client, \
+                connect_admin(placed) as primary, \
+                placement.Connections(placed, primary) as servers:
+            sent = downlinks.enqueue(
+                primary, client, LAMP, "switch", {"circuits": "1", "state": "on"},
+                who=accounts.Who("system:test-scale"), member_conn=servers.get("second"))
+            assert primary.execute(
+                "SELECT count(*) FROM hv.audit_log WHERE action = 'downlink.enqueue'"
+                " AND member_slug = 'kappa' AND after ->> 'queue_item_id' = %s",
+                (sent.queue_item_id,)).fetchone() == (1,)
+            assert primary.execute("SELECT to_regclass('tenant_kappa.downlinks')"
+                                   ).fetchone() == (None,)
+        with placement.connect_admin(placed, "second") as second:
+            assert second.execute(
+                "SELECT command, status FROM tenant_kappa.downlinks WHERE queue_item_id = %s",
+                (sent.queue_item_id,)).fetchone() == ("switch", "queued")
+        (item,) = server.store.queue[LAMP]
+        assert item.id == sent.queue_item_id
+    finally:
+        server.stop()

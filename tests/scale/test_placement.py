@@ -74,7 +74,7 @@ def test_apply_creates_the_member_on_its_server_and_the_catalogue_on_the_primary
         assert primary.execute("SELECT server FROM hv.members WHERE slug = 'kappa'"
                                ).fetchone() == ("second",)
         assert primary.execute("SELECT count(*) FROM hv.devices WHERE member_slug = 'kappa'"
-                               ).fetchone() == (2,)
+                               ).fetchone() == (3,)
         here = "SELECT count(*) FROM pg_namespace WHERE nspname = %s"
         assert primary.execute(here, ("tenant_kappa",)).fetchone() == (0,)
         assert second.execute(here, ("tenant_kappa",)).fetchone() == (1,)

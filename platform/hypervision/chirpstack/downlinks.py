@@ -20,6 +20,7 @@ The members' writer roles only track downlinks (SELECT, UPDATE: tenant migration
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -141,8 +142,12 @@ def enqueue(
     who: Who,
     member: str | None = None,
     confirmed: bool = True,
+    member_conn: psycopg.Connection | None = None,
 ) -> Downlink:
     """Encode `command` for the device's model, enqueue it in ChirpStack, record it.
+
+    `conn` is on the primary (the catalogue, the audit trail), `member_conn` on the
+    member's database server (hypervision.placement; default `conn`), with the same role.
 
     1. Resolve the device for the caller's member; refuse removed devices and suspended
        members.
@@ -152,21 +157,23 @@ def enqueue(
     4. In one transaction: enqueue in ChirpStack, append the audit entry, insert the row
        (as the connection's role). If ChirpStack refuses, nothing is written; if the
        database fails after ChirpStack accepted, NotRecorded says the downlink went out
-       untracked.
+       untracked. A member on another server: its row commits there just before the
+       audit entry on the primary.
     """
+    mconn = conn if member_conn is None else member_conn
     target = resolve(conn, dev_eui, member)
     if not target.active:
         raise DownlinkError(f"device {target.dev_eui} was removed from {target.member_slug}")
     if target.suspended:
         raise DownlinkError(f"member {target.member_slug} is suspended")
     encoded, validated = encoder_for(target.model_id).encode(command, params)
-    if not may_record(conn, target.schema):
+    if not may_record(mconn, target.schema):
         raise NotPermitted(
             f"this role may not record downlinks of member {target.member_slug}: run"
             " `hypervision tenants apply`; nothing was sent")
     item = api.DeviceQueueItem(dev_eui=target.dev_eui, confirmed=confirmed,
                                f_port=encoded.f_port, data=encoded.data)
-    with conn.transaction():
+    with conn.transaction(), (mconn.transaction() if mconn is not conn else nullcontext()):
         try:
             response = client.call("DeviceService", "Enqueue",
                                    api.EnqueueDeviceQueueItemRequest(queue_item=item))
@@ -175,8 +182,8 @@ def enqueue(
                 f"device {target.dev_eui} is not in ChirpStack: run `hypervision chirpstack"
                 " apply`") from None
         try:
-            row = _record(conn, target, response.id, command, validated, encoded, confirmed,
-                          who)
+            row = _record(conn, mconn, target, response.id, command, validated, encoded,
+                          confirmed, who)
         except psycopg.Error as exc:
             raise NotRecorded(
                 f"ChirpStack queued downlink {response.id} for {target.dev_eui}, but recording"
@@ -184,9 +191,11 @@ def enqueue(
     return row
 
 
-def _record(conn: psycopg.Connection, target: Target, queue_item_id: str, command: str,
-            params: dict[str, Any], encoded: Encoded, confirmed: bool, who: Who) -> Downlink:
-    """The audit entry, then the member's row, in the caller's transaction.
+def _record(conn: psycopg.Connection, member_conn: psycopg.Connection, target: Target,
+            queue_item_id: str, command: str, params: dict[str, Any], encoded: Encoded,
+            confirmed: bool, who: Who) -> Downlink:
+    """The audit entry (on `conn`), then the member's row (on `member_conn`), in the
+    caller's transactions.
 
     The API role may insert the row but not read it back, so the row returned is what was
     inserted plus the table's defaults: status `queued`, and `requested_at` and
@@ -200,7 +209,7 @@ def _record(conn: psycopg.Connection, target: Target, queue_item_id: str, comman
                target=f"device:{target.dev_eui}", params={"command": command}, after=record)
     values = (queue_item_id, target.dev_eui, target.model_id, command, Jsonb(params),
               encoded.f_port, encoded.data, confirmed, who.actor)
-    row = conn.execute(
+    row = member_conn.execute(
         sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING now()").format(
             sql.Identifier(target.schema, "downlinks"),
             sql.SQL(", ").join(sql.Identifier(c) for c in REQUEST_COLUMNS),

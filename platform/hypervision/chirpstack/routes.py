@@ -75,6 +75,11 @@ class Databases(Protocol):
         """A connection as the member's reader role."""
         ...
 
+    def changes(self, slug: str) -> AbstractContextManager[
+            tuple[psycopg.Connection, psycopg.Connection]]:
+        """The API's own role on the primary and on the member's database server."""
+        ...
+
 
 def get_databases() -> Databases:
     """Placeholder: the API application overrides it with its connection pools."""
@@ -155,17 +160,18 @@ def _target(dbs: Databases, dev_eui: str, actor: Actor) -> downlinks.Target:
 def send_downlink(dev_eui: DevEui, body: DownlinkRequest, actor: CurrentActor,
                   dbs: Dbs, client: Client) -> DownlinkOut:
     """Encode the command for the device's model and queue it in ChirpStack."""
-    _target(dbs, dev_eui, actor)
+    target = _target(dbs, dev_eui, actor)
     if not actor.may_command:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this caller may not send commands")
     who = Who(actor=actor.actor, source="api", request_id=actor.request_id,
               remote_addr=actor.remote_addr)
     chirpstack = client()
     try:
-        with dbs.control() as conn:
+        # The row goes to the member's database server (hypervision.placement).
+        with dbs.changes(target.member_slug) as (conn, member_conn):
             sent = downlinks.enqueue(conn, chirpstack, dev_eui.lower(), body.command,
                                      body.params, who=who, member=actor.member,
-                                     confirmed=body.confirmed)
+                                     confirmed=body.confirmed, member_conn=member_conn)
     except EncodeError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     except downlinks.NotPermitted as exc:

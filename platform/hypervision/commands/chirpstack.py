@@ -213,11 +213,14 @@ def downlink(
         if not sep or not key.strip():
             raise fail(f"--param {item!r}: expected key=value")
         params[key.strip()] = _param_value(value.strip())
-    with _session() as (conn, client):
+    with _session() as (conn, client), \
+            placement.Connections(settings_or_exit(), conn) as servers:
         try:
-            sent = downlinks.enqueue(conn, client, dev_eui, command, params,
-                                     who=Who(actor=audit.cli_actor(), source="cli"),
-                                     confirmed=confirmed)
+            target = downlinks.resolve(conn, dev_eui, None)
+            sent = downlinks.enqueue(
+                conn, client, dev_eui, command, params,
+                who=Who(actor=audit.cli_actor(), source="cli"), confirmed=confirmed,
+                member_conn=servers.get(placement.member_server(conn, target.member_slug)))
         except (EncodeError, downlinks.DownlinkError) as exc:
             raise fail(str(exc)) from None
     console.print(f"+ downlink {sent.queue_item_id} queued for {sent.dev_eui}: {sent.command}"
