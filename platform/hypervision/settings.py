@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     # bytes) are deleted this many days after they arrived; members' own follow `raw`.
     dead_letter_retention_days: int = Field(default=30, ge=1)
 
+    # The pipeline's receipts of batches written on another database server than the
+    # primary (docs/scale.md, "Outcomes and dead letters, exactly once") are kept this
+    # many days: longer than any redelivery of a batch.
+    ingest_receipt_days: int = Field(default=7, ge=1)
+
     # A member archive larger than this (bytes extracted) is refused by `tenant import`.
     import_max_bytes: int = Field(default=16 * 1024**3, ge=1024)
 

@@ -258,3 +258,31 @@ def test_a_downlink_to_a_remote_members_device_is_recorded_on_its_server(
         assert item.id == sent.queue_item_id
     finally:
         server.stop()
+
+
+def test_receipts_older_than_the_setting_are_deleted_on_every_server(placed: Settings) -> None:
+    from hypervision.jobs import receipts
+
+    old, new = uuid.uuid4().bytes, uuid.uuid4().bytes
+    with connect_admin(placed) as primary, \
+            placement.Connections(placed, primary) as servers:
+        second = servers.get("second")
+        for conn, table, column in ((second, "ingest_receipts", "written_at"),
+                                    (primary, "ingest_counted", "counted_at")):
+            extra = ", server" if table == "ingest_counted" else ", counts"
+            value = "'second'" if table == "ingest_counted" else "'{}'::jsonb"
+            for key, age in ((old, "8 days"), (new, "6 days")):
+                conn.execute(sql.SQL(
+                    "INSERT INTO {} (key, member_slug, {}{}) VALUES (%s, 'kappa',"
+                    " now() - %s::interval, {})").format(
+                    sql.Identifier("hv", table), sql.Identifier(column), sql.SQL(extra),
+                    sql.SQL(value)), (key, age))
+        deleted = receipts.prune(servers, placed)  # seven days by default
+        assert deleted["second"] >= 1 and deleted["main"] >= 1
+        for conn, table in ((second, "ingest_receipts"), (primary, "ingest_counted")):
+            kept = {bytes(k) for (k,) in conn.execute(sql.SQL(
+                "SELECT key FROM {} WHERE key = ANY(%s)").format(sql.Identifier("hv", table)),
+                ([old, new],)).fetchall()}
+            assert kept == {new}, table
+            conn.execute(sql.SQL("DELETE FROM {} WHERE key = %s").format(
+                sql.Identifier("hv", table)), (new,))

@@ -35,6 +35,7 @@ JOB_MODULES: list[str] = [
     "hypervision.jobs.sharing",
     "hypervision.jobs.incidents",
     "hypervision.jobs.coverage",
+    "hypervision.jobs.receipts",
 ]
 
 
