@@ -56,7 +56,6 @@ from bench import harness
 RECORD = struct.Struct("<BHI")  # kind (0 uplink, 1 status), topic length, payload length
 PART = struct.Struct("<I")  # position in the stream, before each record of a part file
 UP, STATUS = 0, 1
-MQTT_TOPIC = "application/+/device/+/event/+"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -361,21 +360,9 @@ def wait_log(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: floa
     raise RuntimeError(f"no '{text}' in {path} after {timeout:.0f} s")
 
 
-def clear_mqtt_session(settings: Any, client_id: str) -> None:
-    """Drop a persistent session left by an earlier run (it would queue every message
-    published meanwhile and replay it into this run)."""
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv311, clean_session=True)
-    client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=10)
-    client.loop_start()
-    time.sleep(0.3)
-    client.disconnect()
-    client.loop_stop()
-
-
 def start_pipeline(ctx: Context) -> None:
+    from ingest.receive import forget_session
+
     args, env, log_dir = ctx.args, dict(ctx.bench.env), ctx.log_dir
     env.update({
         "HV_BATCH_SIZE": str(args.batch_size), "HV_BATCH_MAX_WAIT": str(args.batch_max_wait),
@@ -388,10 +375,10 @@ def start_pipeline(ctx: Context) -> None:
     wait_workers(ctx, args.workers)
     for r in range(args.receivers):
         client_id = f"hv-bench-receiver-{r}"
-        clear_mqtt_session(ctx.settings, client_id)
+        forget_session(ctx.settings, client_id)
         renv = {**env, "HV_MQTT_CLIENT_ID": client_id}
         if args.receivers > 1:
-            renv["HV_MQTT_TOPIC"] = f"$share/hvbench/{MQTT_TOPIC}"
+            renv["HV_MQTT_SHARED_GROUP"] = "hvbench"
         log = log_dir / f"receiver{r}.log"
         log.unlink(missing_ok=True)
         proc = spawn([sys.executable, "-m", "hypervision", "receive", "--no-http"], renv, log)

@@ -3,8 +3,10 @@
 Thin on purpose: no database and no decoding here. It subscribes to
 `application/+/device/+/event/+` at QoS 1 with a persistent session (clean_session off,
 fixed client id), so the broker keeps what is published while the receiver is away and
-delivers it on return. Acknowledgements are manual: a message is acknowledged only once
-the batch holding it is in Redis (ingest.batcher). ChirpStack's integration must publish
+delivers it on return. Several receivers share the subscription with
+HV_MQTT_SHARED_GROUP (`$share/<group>/<topic>`): each event goes to one of them.
+Acknowledgements are manual: a message is acknowledged only once the batch holding it is
+in Redis (ingest.batcher). ChirpStack's integration must publish
 with QoS 1 too (see infra/chirpstack/). Events may be JSON or binary protobuf
 (HV_CHIRPSTACK_ENCODING); the worker reads both.
 """
@@ -36,6 +38,28 @@ def celery_sender(settings: Settings) -> Any:
     return send
 
 
+def forget_session(settings: Settings, client_id: str) -> None:
+    """Drop the broker's persistent session of `client_id` (a receiver retired for good,
+    or a run's leftover), and the events queued in it: connecting with a clean session
+    ends it."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv311, clean_session=True)
+    if settings.mqtt_username:
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        client.username_pw_set(settings.mqtt_username, password)
+    client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=10)
+    client.loop_start()
+    time.sleep(0.3)
+    client.disconnect()
+    client.loop_stop()
+
+
+def subscription(settings: Settings) -> str:
+    """The topic filter subscribed to: shared by the receivers of HV_MQTT_SHARED_GROUP."""
+    group = settings.mqtt_shared_group
+    return f"$share/{group}/{settings.mqtt_topic}" if group else settings.mqtt_topic
+
+
 class MqttReceiver:
     def __init__(self, settings: Settings, batcher: Batcher) -> None:
         self.settings = settings
@@ -64,9 +88,9 @@ class MqttReceiver:
         if reason.is_failure:
             log.error("MQTT connection refused: %s", reason)
             return
-        client.subscribe(self.settings.mqtt_topic, qos=1)
-        log.info("subscribed to %s (session present: %s)", self.settings.mqtt_topic,
-                 flags.session_present)
+        topic = subscription(self.settings)
+        client.subscribe(topic, qos=1)
+        log.info("subscribed to %s (session present: %s)", topic, flags.session_present)
         self.connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     mqtt_password: SecretStr | None = None
     mqtt_client_id: str = "hypervision-receiver"
     mqtt_topic: str = "application/+/device/+/event/+"
+    # Several receivers (on several hosts) share the subscription: each event goes to one
+    # of them (an MQTT shared subscription, `$share/<group>/<topic>`). Give each receiver
+    # its own, stable HV_MQTT_CLIENT_ID: its persistent session holds what the broker
+    # queued for it while it was away.
+    mqtt_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     # How ChirpStack's integrations encode events: `json` (its default), `protobuf`
     # (`json = false`), or `auto`: told apart per message (JSON starts with `{`). The
     # HTTP integration's Content-Type decides when it names one of the two.

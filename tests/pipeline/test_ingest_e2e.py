@@ -255,3 +255,39 @@ def test_status_and_join_events_update_the_device(
         (device.dev_eui,),
     ).fetchall()
     assert {"join", "status"} <= {k for (k,) in kinds}
+
+
+def test_receivers_sharing_the_subscription_each_get_a_part_and_nothing_twice(
+    platform_db: Any, admin: psycopg.Connection, worker: Worker, simulator: Any
+) -> None:
+    """HV_MQTT_SHARED_GROUP: two receivers (as on two hosts), each with its own persistent
+    session; every uplink is delivered to one of them and stored once."""
+    events = uplinks(simulator, per_device=30)
+    ids = [dedup_id(p) for _, p in events]
+    shared = [platform_db.model_copy(update={"mqtt_shared_group": "receivers",
+                                             "mqtt_client_id": f"hv-test-receiver-{n}"})
+              for n in (1, 2)]
+    from typer.testing import CliRunner
+
+    from hypervision.cli import app
+
+    receivers = [make_receiver(s) for s in shared]
+    try:
+        publish(platform_db, events)
+        wait_for(lambda: stored_count(admin, ids) == len(ids), what="all uplinks stored")
+        wait_for(lambda: sum(r.received for r in receivers) >= len(events),
+                 what="every event received")
+    finally:
+        for r in receivers:
+            r.stop()
+        # Or the broker keeps queueing their share of what later tests publish.
+        for s in shared:
+            dropped = CliRunner().invoke(app, ["forget-receiver", s.mqtt_client_id, "--yes"])
+            assert dropped.exit_code == 0, dropped.output
+    assert sum(r.received for r in receivers) == len(events)
+    assert all(r.received > 0 for r in receivers), [r.received for r in receivers]
+    assert uplinks_by_member(admin, ids) == {"alpha": 90, "beta": 90}
+    assert admin.execute(
+        "SELECT count(*) FROM (SELECT deduplication_id FROM tenant_alpha.uplinks"
+        " WHERE deduplication_id = ANY(%s::uuid[]) GROUP BY 1 HAVING count(*) > 1) twice",
+        (ids,)).fetchone() == (0,)

@@ -20,6 +20,7 @@ DESTRUCTIVE = {
     "backup restore",           # replaces a member's data or whole databases
     "chirpstack apply",         # --prune deletes objects from ChirpStack
     "devices import",           # rewrites the tenant file and the keys file
+    "forget-receiver",          # drops a receiver's MQTT session and what it queued
     "grants revoke",
     "models add",               # writes an operator model into the catalogue folder
     "reprocess",                # replaces measurements decoded from stored uplinks

@@ -15,7 +15,15 @@ from typing import Annotated
 
 import typer
 
-from hypervision.commands.common import catalogue_or_exit, console, fail, settings_or_exit
+from hypervision.commands.common import (
+    Yes,
+    catalogue_or_exit,
+    confirm_or_exit,
+    console,
+    exit_on_errors,
+    fail,
+    settings_or_exit,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -53,6 +61,22 @@ def register(app: typer.Typer) -> None:
         celery_app.Beat(loglevel=loglevel,
                         schedule=str(settings.data_dir / "celerybeat-schedule")).run()
 
+    @app.command("forget-receiver")
+    def forget_receiver(
+        client_id: Annotated[str, typer.Argument(help="The receiver's HV_MQTT_CLIENT_ID.")],
+        yes: Yes = False,
+    ) -> None:
+        """Drop a receiver's persistent session in Mosquitto, and the events queued in it:
+        for a receiver stopped for good (with HV_MQTT_SHARED_GROUP, its share of the
+        events is queued for it until it returns)."""
+        from ingest.receive import forget_session
+
+        settings = settings_or_exit()
+        confirm_or_exit(yes, f"drop the MQTT session {client_id!r} and what it holds")
+        with exit_on_errors(OSError):
+            forget_session(settings, client_id)
+        console.print(f"- MQTT session {client_id} dropped")
+
     @app.command("receive")
     def receive(
         http: Annotated[
@@ -63,7 +87,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from ingest.batcher import Batcher
-        from ingest.receive import MqttReceiver, celery_sender
+        from ingest.receive import MqttReceiver, celery_sender, subscription
         from ingest.receive_http import make_app
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -77,7 +101,7 @@ def register(app: typer.Typer) -> None:
         except RuntimeError as exc:
             raise fail(str(exc)) from None
         console.print(f"receiving MQTT from {settings.mqtt_host}:{settings.mqtt_port}"
-                      f" ({settings.mqtt_topic})")
+                      f" ({subscription(settings)})")
         if http and settings.http_integration_token is None:
             console.print("HTTP integration off: HV_HTTP_INTEGRATION_TOKEN is not set (it"
                           " accepts events only from a client sending that token)")
