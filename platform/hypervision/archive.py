@@ -56,7 +56,7 @@ import yaml
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from hypervision import dump
+from hypervision import dump, placement
 from hypervision.settings import REPO_ROOT, Settings
 from hypervision.tenancy import apply as tenancy
 from hypervision.tenancy.spec import SLUG, TenantSpec
@@ -391,9 +391,12 @@ class ExportResult:
 
 def export_member(conn: psycopg.Connection, settings: Settings, slug: str, out: Path,
                   progress: Progress = _quiet) -> ExportResult:
-    """Write the member's archive to `out`. `conn` is a superuser connection outside any
-    transaction; it reads everything in one snapshot."""
+    """Write the member's archive to `out`. `conn` is a superuser connection to the
+    primary outside any transaction; it reads everything in one snapshot, except for a
+    member on another database server (hypervision.placement), whose tables are read in
+    a snapshot of that server, just after the catalogue's."""
     spec = load_member(conn, slug)
+    server = placement.member_server(conn, slug)
     manifest = Manifest(member=slug, created_at=datetime.now(UTC).isoformat(),
                         platform_version=_platform_version())
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -402,7 +405,12 @@ def export_member(conn: psycopg.Connection, settings: Settings, slug: str, out: 
         with dump.snapshot(conn):
             conn.execute("SET LOCAL TimeZone = 'UTC'")
             _dump_catalogue(conn, slug, folder, spec, manifest)
-            _dump_tables(conn, spec.schema, folder, manifest, progress)
+            if server is None:
+                _dump_tables(conn, spec.schema, folder, manifest, progress)
+        if server is not None:
+            with placement.connect_admin(settings, server) as remote, dump.snapshot(remote):
+                remote.execute("SET LOCAL TimeZone = 'UTC'")
+                _dump_tables(remote, spec.schema, folder, manifest, progress)
         _dump_dashboards(settings, slug, folder, manifest)
         names = dump.folder_files(folder)
         for name in names:
@@ -731,13 +739,16 @@ def import_member(conn: psycopg.Connection, settings: Settings, archive: Path, *
                      (spec.name, manifest.member, opened.fingerprint))
         with conn.transaction():
             result.inserted["devices (removed)"] = _restore_devices(conn, folder, spec.name)
-        for table, entry in manifest.tables.items():
-            if table not in RESTORED_TABLES:
-                result.skipped[table] = "kept in the archive: derived data or instance state"
-                continue
-            _restore_table(conn, spec.schema, table, entry, folder,
-                           int(manifest.counts.get(table, 0)), progress, result)
-            _advance_sequences(conn, spec.schema, table)
+        # The member's tables where its schema is: the server its file names, if any.
+        with placement.Connections(settings, conn) as servers:
+            db = servers.get(placement.member_server(conn, spec.name))
+            for table, entry in manifest.tables.items():
+                if table not in RESTORED_TABLES:
+                    result.skipped[table] = "kept in the archive: derived data or instance state"
+                    continue
+                _restore_table(db, spec.schema, table, entry, folder,
+                               int(manifest.counts.get(table, 0)), progress, result)
+                _advance_sequences(db, spec.schema, table)
         dashboards = folder / "dashboards"
         if dashboards.is_dir():
             # Superset import comes with the dashboards: until then they stay in the archive.
