@@ -60,6 +60,16 @@ def placed(two_servers: TwoServers, monkeypatch: pytest.MonkeyPatch) -> Iterator
             conn.execute("UPDATE hv.members SET spec = %s WHERE slug = 'kappa'", (Jsonb(spec),))
 
 
+def _uplink_on_second(settings: Settings, at: dt.datetime, dedup: uuid.UUID) -> None:
+    """One uplink of kappa's air sensor, received at `at`, written on the second server."""
+    with placement.connect_admin(settings, "second") as second:
+        second.execute(sql.SQL(
+            "INSERT INTO {} (time, received_at, dev_eui, deduplication_id, f_cnt, f_port,"
+            " data, event) VALUES (%s, %s, %s, %s, 1, 85, %s, %s)"
+        ).format(sql.Identifier("tenant_kappa", "uplinks")),
+            (at, at, AIR, dedup, b"\x00", Json({})))
+
+
 def test_tenants_apply_copies_the_devices_of_a_member_on_another_server_there(
     two_servers: TwoServers,
 ) -> None:
@@ -156,12 +166,7 @@ def test_storage_downlinks_and_the_ingestion_watch_read_each_members_server(
 
     heard = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)  # later than any other uplink
     dedup = uuid.uuid4()
-    with placement.connect_admin(placed, "second") as second:
-        second.execute(sql.SQL(
-            "INSERT INTO {} (time, received_at, dev_eui, deduplication_id, f_cnt, f_port,"
-            " data, event) VALUES (%s, %s, %s, %s, 1, 85, %s, %s)"
-        ).format(sql.Identifier("tenant_kappa", "uplinks")),
-            (heard, heard, AIR, dedup, b"\x00", Json({})))
+    _uplink_on_second(placed, heard, dedup)
     try:
         with connect_admin(placed) as primary, \
                 placement.Connections(placed, primary) as servers:
@@ -193,12 +198,7 @@ def test_retention_removes_a_remote_members_expired_rows_and_audits_on_the_prima
         spec = primary.execute("SELECT spec FROM hv.members WHERE slug = 'kappa'").fetchone()[0]
         primary.execute("UPDATE hv.members SET spec = %s WHERE slug = 'kappa'",
                         (Jsonb({**spec, "retention": {"raw": 30}}),))
-    with placement.connect_admin(placed, "second") as second:
-        second.execute(sql.SQL(
-            "INSERT INTO {} (time, received_at, dev_eui, deduplication_id, f_cnt, f_port,"
-            " data, event) VALUES (%s, %s, %s, %s, 1, 85, %s, %s)"
-        ).format(sql.Identifier("tenant_kappa", "uplinks")),
-            (old, old, AIR, dedup, b"\x00", Json({})))
+    _uplink_on_second(placed, old, dedup)
     try:
         with connect_admin(placed) as primary, \
                 placement.Connections(placed, primary) as servers:
