@@ -39,7 +39,8 @@ member's rows anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -252,6 +253,17 @@ class Connections:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+@contextmanager
+def transaction(primary: psycopg.Connection, member: psycopg.Connection) -> Iterator[None]:
+    """A transaction on the primary and, inside it, one on the member's server (none more
+    when the member is on the primary, `member is primary`): a change to the member's
+    schema commits just before the primary's records of it (audit entry, catalogue). A
+    crash between the two commits leaves the change without its record."""
+    with primary.transaction(), (member.transaction() if member is not primary
+                                 else nullcontext()):
+        yield
 
 
 # Members' placement, read from the primary's catalogue -----------------------------------

@@ -39,7 +39,6 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -383,8 +382,8 @@ def plan(conn: psycopg.Connection, now: dt.datetime | None = None,
     plans = []
     for member in load_members(conn, members):
         db = _server(conn, member, servers)
-        with conn.transaction(), (db.transaction() if db is not conn else nullcontext()):
-            for c in {id(conn): conn, id(db): db}.values():
+        with placement.transaction(conn, db):
+            for c in (conn,) if db is conn else (conn, db):
                 c.execute("SET TRANSACTION READ ONLY")
                 # A date column (daily rollups) compares to a cutoff at midnight UTC.
                 c.execute("SET LOCAL TIME ZONE 'UTC'")
@@ -480,24 +479,23 @@ def run(conn: psycopg.Connection, now: dt.datetime | None = None,
     results = []
     for member in load_members(conn, members):
         db = _server(conn, member, servers)
-        with conn.transaction():
-            conn.execute("SET LOCAL TIME ZONE 'UTC'")
-            with db.transaction() if db is not conn else nullcontext():
-                db.execute("SET LOCAL TIME ZONE 'UTC'")
-                member_plan = _plan_member(db, member, classes, now, lock=True,
-                                           catalogue=conn)
-                removed: Counter[tuple[str, str]] = Counter()
-                _set_role(db, member.owner_role)
-                for table_plan in member_plan.tables:
-                    if table_plan.table == DEAD_LETTERS:
-                        continue
-                    table = BY_NAME[table_plan.table]
-                    for drop in table_plan.drops:
-                        _drop_chunk(db, member, table, drop)
-                        removed.update({(table.name, c): n for c, n in drop.rows.items()})
-                    counts = _delete(db, member, table, classes, now)
-                    removed.update({(table.name, c): n for c, n in counts.items()})
-                _set_role(db, None)
+        with placement.transaction(conn, db):
+            for c in (conn,) if db is conn else (conn, db):
+                c.execute("SET LOCAL TIME ZONE 'UTC'")
+            member_plan = _plan_member(db, member, classes, now, lock=True,
+                                       catalogue=conn)
+            removed: Counter[tuple[str, str]] = Counter()
+            _set_role(db, member.owner_role)
+            for table_plan in member_plan.tables:
+                if table_plan.table == DEAD_LETTERS:
+                    continue
+                table = BY_NAME[table_plan.table]
+                for drop in table_plan.drops:
+                    _drop_chunk(db, member, table, drop)
+                    removed.update({(table.name, c): n for c, n in drop.rows.items()})
+                counts = _delete(db, member, table, classes, now)
+                removed.update({(table.name, c): n for c, n in counts.items()})
+            _set_role(db, None)
             cutoff = _cutoff(now, member.days.get(RAW))
             if cutoff is not None:
                 n = conn.execute(

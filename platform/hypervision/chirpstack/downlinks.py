@@ -20,7 +20,6 @@ The members' writer roles only track downlinks (SELECT, UPDATE: tenant migration
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -173,7 +172,7 @@ def enqueue(
             " `hypervision tenants apply`; nothing was sent")
     item = api.DeviceQueueItem(dev_eui=target.dev_eui, confirmed=confirmed,
                                f_port=encoded.f_port, data=encoded.data)
-    with conn.transaction(), (mconn.transaction() if mconn is not conn else nullcontext()):
+    with placement.transaction(conn, mconn):
         try:
             response = client.call("DeviceService", "Enqueue",
                                    api.EnqueueDeviceQueueItemRequest(queue_item=item))

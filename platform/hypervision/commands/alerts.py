@@ -5,7 +5,6 @@ trail.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Annotated, cast
 
 import psycopg
@@ -74,9 +73,7 @@ def _act(member: str, alert_id: int, by: str | None, action: str, reason: str = 
     with admin_db(*ERRORS) as admin, placement.Connections(settings, admin) as servers:
         m = members.member(admin, member)
         conn = servers.get(m.server)
-        # The member's change commits on its server just before its audit entry on the
-        # primary (one transaction when the member is on the primary).
-        with admin.transaction(), (conn.transaction() if conn is not admin else nullcontext()):
+        with placement.transaction(admin, conn):
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(m.owner)))
             if action == "acknowledge":
                 row = lifecycle.acknowledge(conn, m.schema, alert_id, who)

@@ -17,7 +17,6 @@ as measurements are.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -25,7 +24,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from hypervision import audit
+from hypervision import audit, placement
 from hypervision.alerts import lifecycle
 from hypervision.api import schemas
 from hypervision.api.deps import (
@@ -108,8 +107,8 @@ def _change(state: State, member: MemberScope, auditor: Auditor, alert_id: int, 
     who = auditor.who
     table = sql.Identifier(member.schema, "alerts")
     try:
-        with state.dbs.changes(member.slug) as (conn, mconn), conn.transaction(), \
-                (mconn.transaction() if mconn is not conn else nullcontext()):
+        with state.dbs.changes(member.slug) as (conn, mconn), \
+                placement.transaction(conn, mconn):
             row = mconn.execute(
                 sql.SQL(
                     "WITH before AS (SELECT id, state FROM {t} WHERE id = %(id)s FOR UPDATE)"
