@@ -9,6 +9,7 @@ directory (`HV_BACKUP_DIR`, by default `HV_DATA_DIR/backups`):
         databases/hypervision.dump   `pg_dump -Fc` of the platform's database
         databases/superset.dump      Superset's metadata database, when it exists
         members/<slug>/<table>.copy.gz   each member table's rows (COPY text format, gzip)
+                                     read on the member's server (hypervision.placement)
     20260730T101500Z-member-alpha/   one member only (`hypervision backup run --member`)
 
 Archives are encrypted at rest with age unless plain ones are asked for: every data file
@@ -30,8 +31,13 @@ Why two forms of the same data:
 
 Everything is read in one snapshot: the member copies run in a REPEATABLE READ
 transaction whose snapshot `pg_dump --snapshot` shares, so every file of an archive shows
-the same instant. An archive is written under a `.partial-` name and renamed when
-complete, so a listed archive is always whole. One backup runs at a time (a lock file).
+the same instant. A member placed on another database server is read there, in a snapshot
+of that server taken just after the primary's; the whole-database dumps are the primary's,
+so a whole restore leaves those members' servers as they are, and each such member is
+restored from the archive with `--member` (on the server it is placed on then).
+
+An archive is written under a `.partial-` name and renamed when complete, so a listed
+archive is always whole. One backup runs at a time (a lock file).
 
 Roles are cluster-wide and not in a database dump; the manifest lists the platform's
 roles and memberships so that a restore on a new server creates the missing ones. Role
@@ -61,7 +67,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from hypervision import audit, dump
+from hypervision import audit, dump, placement
 from hypervision import backup_encryption as age
 from hypervision.settings import Settings
 
@@ -254,19 +260,15 @@ def _dump_encrypted(settings: Settings, args: list[str], dbname: str, target: Pa
 # Reading the database -------------------------------------------------------------------
 
 
-def _members(conn: psycopg.Connection, only: str | None) -> list[tuple[str, str]]:
+def _members(conn: psycopg.Connection, only: str | None) -> list[tuple[str, str, str | None]]:
+    """(slug, schema, server) of every member, or of `only`; server None: the primary."""
     rows = conn.execute(
         "SELECT slug, schema_name, server FROM hv.members"
         " WHERE %(only)s::text IS NULL OR slug = %(only)s ORDER BY slug",
         {"only": only}).fetchall()
     if only is not None and not rows:
         raise BackupError(f"no member {only!r} in the database (see `hypervision tenants plan`)")
-    elsewhere = [f"{r[0]} (on {r[2]})" for r in rows if r[2] is not None]
-    if elsewhere:
-        # Refused rather than archiving an empty schema, or a move's stale old copy.
-        raise BackupError(f"members on other database servers cannot be backed up yet:"
-                          f" {', '.join(elsewhere)} (docs/scale.md, \"Not built yet\")")
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def _member_tables(conn: psycopg.Connection, schema: str) -> list[tuple[str, list[str]]]:
@@ -505,23 +507,41 @@ def _write_archive(settings: Settings, work: Path, member: str | None, when: dat
                     facts["file"] = file
                     facts["timescaledb"] = _timescaledb_version(settings, dbname)
                     manifest["databases"].append(facts)
-            for slug, schema in _members(conn, member):
-                folder = work / "members" / slug
-                folder.mkdir(parents=True, mode=0o700)
-                versions = [r[0] for r in conn.execute(
-                    "SELECT version FROM hv.schema_migrations WHERE schema_name = %s"
-                    " ORDER BY version", (schema,)).fetchall()]
-                tables: list[dict[str, Any]] = []
-                for table, columns in _member_tables(conn, schema):
-                    file = f"members/{slug}/{table}.copy.gz{suffix}"
-                    rows = _copy_table_out(conn, schema, table, columns, work / file, keys)
-                    tables.append({"name": table, "columns": columns, "rows": rows, "file": file})
-                log(f"+ member {slug}: {len(tables)} tables, {sum(t['rows'] for t in tables)} rows")
-                manifest["members"].append({
-                    "slug": slug, "schema": schema, "migrations": versions, "tables": tables,
-                    "sequences": _member_sequences(conn, schema),
-                })
+            with placement.Connections(settings, conn) as servers:
+                for slug, schema, server in _members(conn, member):
+                    if server is None:
+                        entry = _copy_member(conn, work, slug, schema, keys)
+                    else:
+                        # Read on the member's server, in a snapshot of its own taken just
+                        # after the primary's (a member's rows are only there).
+                        remote = servers.get(server)
+                        with dump.snapshot(remote):
+                            entry = _copy_member(remote, work, slug, schema, keys)
+                        entry["server"] = server
+                    rows = sum(t["rows"] for t in entry["tables"])
+                    where = "" if server is None else f" (on {server})"
+                    log(f"+ member {slug}{where}: {len(entry['tables'])} tables, {rows} rows")
+                    manifest["members"].append(entry)
     return manifest
+
+
+def _copy_member(conn: psycopg.Connection, work: Path, slug: str, schema: str,
+                 keys: list[Any]) -> dict[str, Any]:
+    """Copy one member's tables into the archive from `conn`, the member's server, inside
+    the caller's snapshot; returns the member's manifest entry."""
+    folder = work / "members" / slug
+    folder.mkdir(parents=True, mode=0o700)
+    versions = [r[0] for r in conn.execute(
+        "SELECT version FROM hv.schema_migrations WHERE schema_name = %s"
+        " ORDER BY version", (schema,)).fetchall()]
+    suffix = age.SUFFIX if keys else ""
+    tables: list[dict[str, Any]] = []
+    for table, columns in _member_tables(conn, schema):
+        file = f"members/{slug}/{table}.copy.gz{suffix}"
+        rows = _copy_table_out(conn, schema, table, columns, work / file, keys)
+        tables.append({"name": table, "columns": columns, "rows": rows, "file": file})
+    return {"slug": slug, "schema": schema, "migrations": versions, "tables": tables,
+            "sequences": _member_sequences(conn, schema)}
 
 
 # Rotation -------------------------------------------------------------------------------
@@ -592,7 +612,8 @@ def _identities(settings: Settings, archive: Archive, identity: Path | None) -> 
 
 def restore_member(settings: Settings, archive: Archive, slug: str, *, log: Log = _quiet,
                    identity: Path | None = None) -> int:
-    """Replace one member's rows with the archive's, in the existing database.
+    """Replace one member's rows with the archive's, in its existing schema on the server
+    it is placed on now (hypervision.placement), whichever it was on when archived.
 
     1. Check the member's files against SHA256SUMS.
     2. Check the live schema: it must exist (`hypervision tenants apply` creates it) and
@@ -600,7 +621,8 @@ def restore_member(settings: Settings, archive: Archive, slug: str, *, log: Log 
     3. In one transaction, with triggers off (session_replication_role = replica, as
        pg_restore does): truncate the archived tables, COPY the rows back (TimescaleDB
        routes them into chunks), set the schema's sequences, refresh materialized views.
-    4. Record the restore in the audit trail, in the same transaction.
+    4. Record the restore in the audit trail on the primary, in a transaction committed
+       just after the member server's (the same one when the member is on the primary).
     Returns the number of rows restored.
     """
     entry = _member_entry(archive, slug)
@@ -610,7 +632,17 @@ def restore_member(settings: Settings, archive: Archive, slug: str, *, log: Log 
         raise BackupError(f"archive {archive.name} is damaged: {'; '.join(problems)}")
     identities = _identities(settings, archive, identity)
     schema = entry["schema"]
-    with _locked(backup_dir(settings)), _connect(settings) as conn:
+    with _locked(backup_dir(settings)), _connect(settings) as primary, \
+            placement.Connections(settings, primary) as servers:
+        try:
+            server = placement.member_server(primary, slug)
+        except placement.PlacementError:
+            raise BackupError(f"no member {slug!r} in the catalogue: run `hypervision tenants"
+                              " apply` to re-create it, then restore again") from None
+        conn = servers.get(server)
+        if server != entry.get("server"):
+            log(f"= {slug} was on {entry.get('server') or 'the primary'} when archived;"
+                f" restored where it is now, {server or 'the primary'}")
         exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
         if exists.fetchone() is None:
             raise BackupError(f"schema {schema} does not exist: run `hypervision tenants apply`"
@@ -625,7 +657,8 @@ def restore_member(settings: Settings, archive: Archive, slug: str, *, log: Log 
         for extra in sorted(live_tables - {t["name"] for t in entry["tables"]}):
             log(f"= {schema}.{extra}: not in the archive, left as it is")
         total = 0
-        with conn.transaction():
+        # The rows commit on the member's server just before the audit entry on the primary.
+        with placement.transaction(primary, conn):
             conn.execute("SET LOCAL session_replication_role = replica")
             names = sql.SQL(", ").join(
                 sql.Identifier(schema, t["name"]) for t in entry["tables"])
@@ -647,7 +680,7 @@ def restore_member(settings: Settings, archive: Archive, slug: str, *, log: Log 
                     sql.Identifier(schema, view)))
             # Triggers on again: the audit trail's own trigger chains the entry.
             conn.execute("SET LOCAL session_replication_role = origin")
-            _audit(conn, slug, "backup.restore_member", archive, total)
+            _audit(primary, slug, "backup.restore_member", archive, total)
     return total
 
 
@@ -733,6 +766,12 @@ def restore_databases(settings: Settings, archive: Archive, *, log: Log = _quiet
                 kept.append(before)
                 log(f"= the database as it was is kept as {before}")
             log(f"+ {name} restored from {archive.name}")
+    elsewhere = [f"{m['slug']} (on {m['server']})" for m in archive.manifest["members"]
+                 if m.get("server")]
+    if elsewhere:
+        log(f"= members on other servers are not in the database dump and were left as they"
+            f" are: {', '.join(elsewhere)}; restore each one's rows from this archive with"
+            " --member SLUG")
     with _connect(settings) as conn, conn.transaction():
         _audit(conn, None, "backup.restore", archive, None)
     return kept
