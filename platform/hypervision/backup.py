@@ -541,7 +541,15 @@ def _copy_member(conn: psycopg.Connection, work: Path, slug: str, schema: str,
         rows = _copy_table_out(conn, schema, table, columns, work / file, keys)
         tables.append({"name": table, "columns": columns, "rows": rows, "file": file})
     return {"slug": slug, "schema": schema, "migrations": versions, "tables": tables,
-            "sequences": _member_sequences(conn, schema)}
+            "sequences": _member_sequences(conn, schema), "instance": _instance(conn, schema)}
+
+
+def _instance(conn: psycopg.Connection, schema: str) -> str:
+    """Which copy of the member's schema this is (tenant migration 2602)."""
+    row = conn.execute(sql.SQL("SELECT id::text FROM {}").format(
+        sql.Identifier(schema, dump.INSTANCE_TABLE))).fetchone()
+    assert row is not None  # the migration inserts its one row
+    return str(row[0])
 
 
 # Rotation -------------------------------------------------------------------------------
@@ -621,6 +629,8 @@ def restore_member(settings: Settings, archive: Archive, slug: str, *, log: Log 
     3. In one transaction, with triggers off (session_replication_role = replica, as
        pg_restore does): truncate the archived tables, COPY the rows back (TimescaleDB
        routes them into chunks), set the schema's sequences, refresh materialized views.
+       Rows archived from another copy of the schema (export cursors, hypervision.export)
+       get this server's transaction id.
     4. Record the restore in the audit trail on the primary, in a transaction committed
        just after the member server's (the same one when the member is on the primary).
     Returns the number of rows restored.
@@ -680,6 +690,16 @@ def restore_member(settings: Settings, archive: Archive, slug: str, *, log: Log 
                     sql.Identifier(schema, view)))
             # Triggers on again: the audit trail's own trigger chains the entry.
             conn.execute("SET LOCAL session_replication_role = origin")
+            if entry.get("instance") != _instance(conn, schema):
+                # Archived from another copy (before a move, or of a schema since made
+                # again): its transaction ids mean nothing here. Stamped again by their
+                # trigger, the rows count as new for the next incremental export.
+                for table in entry["tables"]:
+                    if "ingested_xid" in table["columns"]:
+                        conn.execute(sql.SQL("UPDATE {} SET ingested_xid = 0").format(
+                            sql.Identifier(schema, table["name"])))
+                log(f"= {schema}: archived from another copy of the schema; its rows are"
+                    " new for incremental exports")
             _audit(primary, slug, "backup.restore_member", archive, total)
     return total
 

@@ -18,6 +18,9 @@ import psycopg
 
 # Files are hashed block by block: a table's dump can be larger than memory.
 CHUNK = 1 << 20
+# Which copy of the member's schema this is (tenant migration 2602): bookkeeping of the
+# server it is on, never copied with the member's data.
+INSTANCE_TABLE = "schema_instance"
 
 
 def file_sha256(path: Path) -> str:
@@ -51,7 +54,8 @@ def schema_tables(conn: psycopg.Connection, schema: str) -> dict[str, list[tuple
     (name, type) pairs; generated columns aside (they are computed again on restore).
 
     A hypertable is a plain table here: its chunks live in `_timescaledb_internal` and
-    are read through it. A partition is read through its parent, so it is not listed.
+    are read through it. A partition is read through its parent, so it is not listed, nor
+    is the schema's INSTANCE_TABLE.
     """
     rows = conn.execute(
         """
@@ -61,9 +65,10 @@ def schema_tables(conn: psycopg.Connection, schema: str) -> dict[str, list[tuple
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                             AND a.attgenerated = ''
         WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          AND c.relname <> %s
         ORDER BY c.relname, a.attnum
         """,
-        (schema,),
+        (schema, INSTANCE_TABLE),
     ).fetchall()
     tables: dict[str, list[tuple[str, str]]] = {}
     for table, column, pg_type in rows:

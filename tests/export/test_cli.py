@@ -57,7 +57,7 @@ def test_an_export_writes_its_file_prints_and_keeps_the_cursor_and_is_audited(
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "time,dev_eui,device_name,metric,value,unit"
     assert len(lines) == 5 and "CO2 école salle 3" in lines[1]
-    printed = re.search(r"next cursor: (hv1\.\S+)", result.output)
+    printed = re.search(r"next cursor: (hv2\.\S+)", result.output)
     assert printed and cursor_file.read_text().strip() == printed[1]
     assert "4 rows written" in result.output
 

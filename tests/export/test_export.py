@@ -266,7 +266,10 @@ def test_a_bad_filter_or_cursor_is_an_export_error(member: TenantSpec, reader: R
     conn = reader(member)
     _, good, _ = run(conn, member, "measurements", "csv")
     body = cursors.decode(good)
-    future = cursors.encode(cursors.Snapshot(body.xmax + 10**9, body.xmax + 10**9))
+    assert body.instance is not None
+    xmax = body.snapshot.xmax
+    future = cursors.encode(cursors.Snapshot(xmax + 10**9, xmax + 10**9), body.instance)
+    elsewhere = cursors.encode(body.snapshot, "00000000-0000-4000-8000-000000000000")
     middle = len(good) // 2
     bad = {
         "not a cursor": "bad cursor",
@@ -275,6 +278,7 @@ def test_a_bad_filter_or_cursor_is_an_export_error(member: TenantSpec, reader: R
         good[:middle] + ("A" if good[middle] != "A" else "B") + good[middle + 1:]: "bad cursor",
         "hv1.bm90LWEtc25hcHNob3Q": "bad cursor",
         future: "ahead of this database",
+        elsewhere: "another copy of the member's data",
     }
     for token, message in bad.items():
         with pytest.raises(ExportError, match=message):

@@ -178,7 +178,8 @@ def export_command(
     if cursor_file is not None and next_cursor is not None:
         cursor_file.write_text(next_cursor + "\n", encoding="utf-8")
     console.print(f"= {rows} rows written to {output}")
-    console.print(f"next cursor: {next_cursor}")
+    # Never wrapped: the token is copied as one piece.
+    console.print(f"next cursor: {next_cursor}", soft_wrap=True)
 
 
 @tenant_app.command("export")

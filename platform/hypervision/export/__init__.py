@@ -38,6 +38,7 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from hypervision import dump
 from hypervision.export import copying, formats, query
 from hypervision.export import cursor as cursors
 from hypervision.pseudonym import Pseudonymiser
@@ -148,6 +149,41 @@ def device_names(conn: psycopg.Connection, schema: str) -> dict[str, str]:
     return {eui: name for eui, name in rows if name}
 
 
+@dataclass(frozen=True)
+class _Instance:
+    id: str
+    arrived: str
+    since: datetime
+
+
+def _instance(conn: psycopg.Connection, schema: str) -> _Instance:
+    """Which copy of the member's schema the export reads (tenant migration 2602)."""
+    row = conn.execute(sql.SQL("SELECT id::text, arrived, since FROM {}").format(
+        sql.Identifier(schema, dump.INSTANCE_TABLE))).fetchone()
+    assert row is not None  # the migration inserts its one row
+    return _Instance(*row)
+
+
+def _valid(given: cursors.Cursor, instance: _Instance,
+           snapshot: cursors.Snapshot) -> cursors.Snapshot:
+    """The cursor's snapshot, if its positions mean something in this copy of the schema;
+    ExportError saying why and what to do otherwise."""
+    again = ("run a full export (or one with a start just before your last export) to get"
+             " a new cursor")
+    moved = instance.arrived == "move"
+    if (given.instance is None and moved) or given.instance not in (None, instance.id):
+        when = f"{instance.since:%Y-%m-%d %H:%M} UTC"
+        reason = (f"the member's data was moved to this database server on {when}, and"
+                  " cursors issued before refer to the server it left" if moved else
+                  f"it was issued on another copy of the member's data (this one dates"
+                  f" from {when})")
+        raise ExportError(f"bad cursor: {reason}; {again}")
+    if given.snapshot.xmax > snapshot.xmax:
+        raise ExportError(f"bad cursor: it is ahead of this database (issued by another"
+                          f" instance?); {again}")
+    return given.snapshot
+
+
 def _begin(conn: psycopg.Connection, stack: ExitStack) -> None:
     """Enter a REPEATABLE READ transaction: the snapshot that becomes the next cursor
     must be the very one the rows are read through."""
@@ -204,10 +240,10 @@ def open_export(
         raise ExportError("start must be before end")
     devices = _devices(tuple(flt.devices))
     metrics = _metrics(tuple(flt.metrics), kind)
-    since = None
+    given = None
     if flt.cursor:
         try:
-            since = cursors.decode(flt.cursor)
+            given = cursors.decode(flt.cursor)
         except cursors.CursorError as exc:
             raise ExportError(f"bad cursor: {exc}") from None
 
@@ -219,9 +255,8 @@ def open_export(
         row = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
         assert row is not None
         snapshot = cursors.Snapshot.parse(row[0])
-        if since is not None and since.xmax > snapshot.xmax:
-            raise ExportError("bad cursor: it is ahead of this database (issued by another"
-                              " instance?); run a full export to get a new one")
+        instance = _instance(conn, schema)
+        since = None if given is None else _valid(given, instance, snapshot)
         if names is None and (kind == "measurements" or fmt != "jsonl"):
             names = device_names(conn, schema)
         p = query.plan(schema, kind, fmt, start, end, devices, metrics, since, names or {},
@@ -306,7 +341,7 @@ def open_export(
     return ExportStream(
         chunks=generator,
         media_type=formats.MEDIA_TYPES[fmt],
-        next_cursor=cursors.encode(snapshot),
+        next_cursor=cursors.encode(snapshot, instance.id),
         rows=lambda: counter[0],
         total=total,
         _close=close,

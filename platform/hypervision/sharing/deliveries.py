@@ -37,7 +37,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from hypervision import audit
+from hypervision import audit, dump
 from hypervision.alerts.notify import DeliveryError, send_email
 from hypervision.export import cursor
 from hypervision.export.formats import Column, encoder
@@ -110,14 +110,37 @@ def due(conn: psycopg.Connection, now: dt.datetime) -> list[dict[str, Any]]:
             or now - r["last_sent"] >= PERIODS[r["spec"]["delivery"]["schedule"]]]
 
 
-def _last_cursor(conn: psycopg.Connection, agreement: int) -> cursor.Snapshot | None:
+def _instance(conn: psycopg.Connection, provider: str) -> str:
+    """Which copy of the provider's schema the agreement's views read (tenant migration
+    2602): the cursors of the deliveries name it."""
+    row = conn.execute("SELECT schema_name FROM hv.members WHERE slug = %s",
+                       (provider,)).fetchone()
+    assert row is not None  # an agreement's provider is a member
+    found = conn.execute(sql.SQL("SELECT id::text FROM {}").format(
+        sql.Identifier(row[0], dump.INSTANCE_TABLE))).fetchone()
+    assert found is not None  # the migration inserts its one row
+    return str(found[0])
+
+
+def _last_cursor(conn: psycopg.Connection, agreement: int,
+                 instance: str) -> cursor.Snapshot | None:
+    """The last sent delivery's cursor; None (deliver everything again) when there is none
+    or when it was read from another copy of the provider's data, whose transaction ids
+    mean nothing here."""
     row = conn.execute("SELECT cursor FROM hv.share_deliveries WHERE agreement_id = %s"
                        " AND status = 'sent' ORDER BY id DESC LIMIT 1", (agreement,)).fetchone()
-    return cursor.decode(row[0]) if row else None
+    if row is None:
+        return None
+    last = cursor.decode(row[0])
+    if last.instance not in (None, instance):
+        logger.warning("delivery %d: the provider's data is a new copy; delivered whole",
+                       agreement)
+        return None
+    return last.snapshot
 
 
-def read(conn: psycopg.Connection, agreement: dict[str, Any],
-         since: cursor.Snapshot | None) -> tuple[list[tuple[Any, ...]], str]:
+def read(conn: psycopg.Connection, agreement: dict[str, Any], since: cursor.Snapshot | None,
+         instance: str) -> tuple[list[tuple[Any, ...]], str]:
     """The rows written since `since`, and the cursor of this read. The read goes through
     the agreement's view and gate: it is checked and journalled like any other."""
     where: list[sql.Composable] = []
@@ -135,7 +158,7 @@ def read(conn: psycopg.Connection, agreement: dict[str, Any],
         snapshot = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
         rows = conn.execute(query, params).fetchall()
     assert snapshot is not None
-    return rows, cursor.encode(cursor.Snapshot.parse(snapshot[0]))
+    return rows, cursor.encode(cursor.Snapshot.parse(snapshot[0]), instance)
 
 
 def encode(fmt: str, rows: list[tuple[Any, ...]]) -> bytes:
@@ -201,8 +224,9 @@ def deliver(conn: psycopg.Connection, agreement: dict[str, Any], settings: Setti
     """Read, encode, push (with retries) and log one delivery of one agreement."""
     delivery = Delivery.model_validate(agreement["spec"]["delivery"])
     name = f"{agreement['provider']}/{agreement['name']}"
-    since = _last_cursor(conn, agreement["id"])
-    rows, new_cursor = read(conn, agreement, since)
+    instance = _instance(conn, agreement["provider"])
+    since = _last_cursor(conn, agreement["id"], instance)
+    rows, new_cursor = read(conn, agreement, since, instance)
     body = encode(delivery.format, rows)
     file_name = (f"{agreement['provider']}_{agreement['name']}_"
                  f"{now.strftime('%Y%m%dT%H%M%SZ')}.{EXTENSIONS[delivery.format]}")

@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from hypervision import audit, migrate, placement, roles
+from hypervision import audit, dump, migrate, placement, roles
 from hypervision.settings import Settings
 from hypervision.tenancy.apply import _on_server, _server_setup
 
@@ -70,9 +70,9 @@ def _tables(conn: psycopg.Connection, schema: str) -> dict[str, list[str]]:
         JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                             AND a.attgenerated = ''
-        WHERE n.nspname = %s AND c.relkind IN ('r', 'p')
+        WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND c.relname <> %s
         ORDER BY c.relname, a.attnum
-        """, (schema,)).fetchall()
+        """, (schema, dump.INSTANCE_TABLE)).fetchall()
     tables: dict[str, list[str]] = {}
     for table, column in rows:
         columns = tables.setdefault(table, [])
@@ -265,6 +265,10 @@ def move(settings: Settings, slug: str, to: str, *, actor: str = ACTOR,
                 with target.transaction():
                     for table in tables:
                         _advance_sequences(target, schema, table)
+                    # A new copy: export cursors of the old one are refused here.
+                    target.execute(sql.SQL(
+                        "UPDATE {} SET id = gen_random_uuid(), arrived = 'move', since = now()"
+                    ).format(sql.Identifier(schema, dump.INSTANCE_TABLE)))
                 result.counts = source_counts
                 with primary.transaction():
                     primary.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",

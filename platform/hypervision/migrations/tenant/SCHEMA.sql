@@ -1061,6 +1061,19 @@ CREATE TABLE tenant_member.rollup_state (
 );
 
 --
+-- Name: schema_instance; Type: TABLE; Schema: tenant_member; Owner: -
+--
+
+CREATE TABLE tenant_member.schema_instance (
+    one boolean DEFAULT true NOT NULL,
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    arrived text DEFAULT 'created'::text NOT NULL,
+    since timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT schema_instance_arrived_check CHECK ((arrived = ANY (ARRAY['created'::text, 'move'::text]))),
+    CONSTRAINT schema_instance_one_check CHECK (one)
+);
+
+--
 -- Name: v_eau_conso_anormale; Type: VIEW; Schema: tenant_member; Owner: -
 --
 
@@ -1202,6 +1215,13 @@ ALTER TABLE ONLY tenant_member.rollup_hourly
 
 ALTER TABLE ONLY tenant_member.rollup_state
     ADD CONSTRAINT rollup_state_pkey PRIMARY KEY (stream);
+
+--
+-- Name: schema_instance schema_instance_pkey; Type: CONSTRAINT; Schema: tenant_member; Owner: -
+--
+
+ALTER TABLE ONLY tenant_member.schema_instance
+    ADD CONSTRAINT schema_instance_pkey PRIMARY KEY (one);
 
 --
 -- Name: waste_collections waste_collections_pkey; Type: CONSTRAINT; Schema: tenant_member; Owner: -
@@ -1867,6 +1887,12 @@ GRANT INSERT(requested_by) ON TABLE tenant_member.downlinks TO hv_api;
 --
 
 GRANT SELECT ON TABLE tenant_member.rollup_state TO member_reader;
+
+--
+-- Name: TABLE schema_instance; Type: ACL; Schema: tenant_member; Owner: -
+--
+
+GRANT SELECT ON TABLE tenant_member.schema_instance TO member_reader;
 
 --
 -- Name: TABLE v_eau_conso_anormale; Type: ACL; Schema: tenant_member; Owner: -
