@@ -4,10 +4,12 @@ A server of HV_DATABASE_SERVERS_FILE may declare a streaming replica (hypervisio
 that the dashboards read (docs/scale.md, "Read replicas"). PostgreSQL keeps it, not the
 platform; this module only looks at it, for `hypervision servers`:
 
-1. on the server, as its superuser: the end of its WAL (pg_current_wal_lsn) and the
-   replication connections it serves (pg_stat_replication: state, replay lag);
+1. on the server, as its superuser: the end of its WAL (pg_current_wal_lsn), its system
+   identifier, and the replication connections it serves (pg_stat_replication: state,
+   replay lag);
 2. on the replica, as the API's login role (present on every server, with the same
-   password on the copy): that it is still in recovery, the WAL it has replayed
+   password on the copy): that it is still in recovery, a copy of this server (the same
+   system identifier, which a base backup keeps), the WAL it has replayed
    (pg_last_wal_replay_lsn) and the commit time of the last transaction it replayed
    (pg_last_xact_replay_timestamp);
 3. the lag: the WAL bytes the server had written in step 1 and the replica had not yet
@@ -43,6 +45,7 @@ class ReplicaHealth:
     replica: Replica
     error: str | None = None          # why it could not be read; None: it answered
     in_recovery: bool = True          # False: promoted, it follows its server no more
+    copy_of_server: bool = True       # False: a copy of another cluster than its server's
     behind_bytes: int | None = None   # WAL the server had and the replica had not replayed
     last_commit: dt.datetime | None = None  # commit time of the last replayed transaction
     last_commit_age: float | None = None    # seconds since then, by the replica's clock
@@ -61,6 +64,9 @@ class ReplicaHealth:
         if not self.in_recovery:
             return ("not in recovery: it was promoted and no longer follows its server;"
                     " dashboards reading it see a copy that does not change")
+        if not self.copy_of_server:
+            return ("not a copy of its server (another system identifier): dashboards"
+                    " reading it read another cluster")
         return None
 
 
@@ -82,6 +88,9 @@ class ServerHealth:
             elif not self.replica.in_recovery:
                 found.append(f"{name}'s replica {self.replica.replica.describe()} no longer"
                              " follows it")
+            elif not self.replica.copy_of_server:
+                found.append(f"{name}'s replica {self.replica.replica.describe()} is a copy"
+                             " of another cluster")
         return found
 
 
@@ -93,25 +102,29 @@ def check(settings: Settings) -> list[ServerHealth]:
 
 def check_server(settings: Settings, server: Server) -> ServerHealth:
     wal_end: int | None = None
+    system: int | None = None
     senders: list[Sender] = []
     error = None
     try:
         with placement.connect_admin(settings, server.name,
                                      connect_timeout=CONNECT_TIMEOUT) as conn:
-            row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
-                               ).fetchone()
-            wal_end = row[0] if row else None
+            row = conn.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint,"
+                " (SELECT system_identifier FROM pg_control_system())").fetchone()
+            wal_end, system = row if row else (None, None)
             senders = [Sender(client, state, lag) for client, state, lag in conn.execute(
                 "SELECT coalesce(host(client_addr), 'local'), state,"
                 " extract(epoch FROM replay_lag)::float8"
                 " FROM pg_stat_replication ORDER BY 1, pid").fetchall()]
     except psycopg.Error as exc:
         error = _reason(exc)
-    replica = None if server.replica is None else _check_replica(settings, server, wal_end)
+    replica = (None if server.replica is None
+               else _check_replica(settings, server, wal_end, system))
     return ServerHealth(server, error, senders, replica)
 
 
-def _check_replica(settings: Settings, server: Server, wal_end: int | None) -> ReplicaHealth:
+def _check_replica(settings: Settings, server: Server, wal_end: int | None,
+                   system: int | None) -> ReplicaHealth:
     assert server.replica is not None
     try:
         conninfo = placement.replica_conninfo(settings, server.name, settings.api_role)
@@ -121,17 +134,20 @@ def _check_replica(settings: Settings, server: Server, wal_end: int | None) -> R
                 "SELECT pg_is_in_recovery(),"
                 " pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint,"
                 " pg_last_xact_replay_timestamp(),"
-                " extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8"
+                " extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8,"
+                " (SELECT system_identifier FROM pg_control_system())"
             ).fetchone()
     except (psycopg.Error, RuntimeError) as exc:  # RuntimeError: no password file
         return ReplicaHealth(server.replica, error=_reason(exc))
     assert row is not None
-    in_recovery, replayed, last_commit, age = row
+    in_recovery, replayed, last_commit, age, copied = row
+    copy_of_server = system is None or copied == system  # None: the server did not answer
     behind = None
-    if in_recovery and wal_end is not None and replayed is not None:
+    if in_recovery and copy_of_server and wal_end is not None and replayed is not None:
         # The server's end was read first: WAL written since is not counted against it.
         behind = max(0, wal_end - replayed)
-    return ReplicaHealth(server.replica, None, bool(in_recovery), behind, last_commit, age)
+    return ReplicaHealth(server.replica, None, bool(in_recovery), copy_of_server, behind,
+                         last_commit, age)
 
 
 def _reason(exc: Exception) -> str:

@@ -292,3 +292,23 @@ def test_servers_reports_the_replica_and_its_lag_and_fails_when_it_is_stopped(
     assert f"error: second's {replica} unreachable" in output
     # The servers themselves are still reported.
     assert f"= second (members, 127.0.0.1:{SECOND_PORT}/" in output
+
+
+def test_servers_fails_when_a_declared_replica_is_a_copy_of_another_server(
+    with_replica: WithReplica, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The second server's replica declared as the primary's: it answers, in recovery, but
+    it is a copy of another cluster, which dashboards must not read as the primary."""
+    daemons.postgres.start(with_replica.replica)  # stopped by the test before
+    path = _servers_file(tmp_path, [
+        {"name": "main", "role": "primary",
+         "replica": {"host": "127.0.0.1", "port": REPLICA_PORT}},
+        {"name": "second", "role": "members", "host": "127.0.0.1", "port": SECOND_PORT,
+         "database": with_replica.second.pg_database,
+         "admin_url": with_replica.second.admin_conninfo()}])
+    settings = with_replica.settings.model_copy(update={"database_servers_file": path})
+    code, output = _servers(settings, monkeypatch)
+    assert code == 1, output
+    assert f"! replica 127.0.0.1:{REPLICA_PORT}/{settings.pg_database}: not a copy of its" \
+        " server" in output, output
+    assert "error: main's replica" in output and "is a copy of another cluster" in output
