@@ -39,6 +39,7 @@ def _register_all() -> None:
         pipeline,
         public,
         retention,
+        servers,
         services,
         sharing,
         superset,
@@ -48,10 +49,10 @@ def _register_all() -> None:
         usage,
     )
 
-    for group in (services, database, tenants, accounts, catalogue, codecs, chirpstack,
-                  pipeline, api, export, billing, audit, usage, backup, labels, public,
-                  retention, opendata, sharing, superset, analytics, alerts, demo, devices,
-                  syndicate, incidents, suppliers, coverage):
+    for group in (services, database, servers, tenants, accounts, catalogue, codecs,
+                  chirpstack, pipeline, api, export, billing, audit, usage, backup, labels,
+                  public, retention, opendata, sharing, superset, analytics, alerts, demo,
+                  devices, syndicate, incidents, suppliers, coverage):
         group.register(app)
 
 

@@ -20,11 +20,17 @@ Servers are declared in the YAML file HV_DATABASE_SERVERS_FILE:
         database: hypervision
         sslmode: verify-full                     # optional, libpq's
         admin_url_file: /run/secrets/brest_admin # the superuser's conninfo (a secret)
+        replica: {host: 198.18.0.13, port: 5432} # optional: a streaming replica of it
 
 Without the file there is one server, named `primary`. A member's tenant file names its
 server (`server: brest`; default: the primary); `tenants apply` records the placement in
 `hv.members.server` (NULL: the primary) when it creates the member, and only `hypervision
 tenants move` changes it afterwards (hypervision.tenancy.move).
+
+A server may declare one read replica (a physical streaming replica, kept by PostgreSQL,
+not by the platform): its database and sslmode are the server's unless given. Only the
+dashboards read it (Superset's member connections, hypervision.superset.provision);
+everything that writes, and the API's reads, stay on the server (docs/scale.md).
 
 This module is the one place that turns a server's name into a connection. It sits in the
 foundation, beside hypervision.settings: the pipeline (ingest.tasks) asks it for the
@@ -41,7 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,10 +63,23 @@ DEFAULT_PRIMARY = "primary"
 # (pg_advisory_xact_lock(MEMBER_LOCK, hashtext(slug))). "hv" in ASCII.
 MEMBER_LOCK = 0x6876
 ServerRole = Literal["primary", "members"]
+SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
 
 
 class PlacementError(ValueError):
     """The servers file or a member's placement is wrong; the message says what and where."""
+
+
+class _ReplicaSpec(BaseModel):
+    """A server's read replica: where login roles reach it. It has the server's roles and
+    passwords (it is a copy), so no secret of its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    database: str | None = None   # default: its server's
+    sslmode: SslMode | None = None  # default: its server's
 
 
 class _ServerSpec(BaseModel):
@@ -72,11 +91,13 @@ class _ServerSpec(BaseModel):
     port: int | None = Field(default=None, ge=1, le=65535)
     database: str | None = None
     # How login roles' connections use TLS (libpq's sslmode); libpq's default when unset.
-    sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    sslmode: SslMode | None = None
     # The superuser's connection (libpq URL or key=value string): migrations, tenancy,
     # moves. A secret: prefer admin_url_file.
     admin_url: SecretStr | None = None
     admin_url_file: Path | None = None
+    # A streaming replica the dashboards read instead of the server (optional).
+    replica: _ReplicaSpec | None = None
 
     @model_validator(mode="after")
     def _connection(self) -> _ServerSpec:
@@ -115,6 +136,20 @@ class _ServersFile(BaseModel):
 
 
 @dataclass(frozen=True)
+class Replica:
+    """A server's read replica: where login roles reach it (the server's roles and
+    passwords, since it is a physical copy)."""
+
+    host: str
+    port: int
+    database: str
+    sslmode: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
 class Server:
     """A database server: its name, role, and where its login roles and its superuser
     connect. `admin` is a conninfo carrying a secret: never log it."""
@@ -126,10 +161,16 @@ class Server:
     database: str
     admin: str = ""
     sslmode: str | None = None
+    replica: Replica | None = None
 
     @property
     def primary(self) -> bool:
         return self.role == "primary"
+
+    @property
+    def for_dashboards(self) -> Server | Replica:
+        """Where dashboards read this server's members: its replica when it has one."""
+        return self.replica or self
 
     def describe(self) -> str:
         return f"{self.name} ({self.role}, {self.host}:{self.port}/{self.database})"
@@ -155,8 +196,9 @@ def load_servers(settings: Settings) -> dict[str, Server]:
     except (yaml.YAMLError, ValidationError) as exc:
         raise PlacementError(f"{path}: {exc}") from None
     found: dict[str, Server] = {}
-    primary = next((s.name for s in parsed.servers if s.role == "primary"), DEFAULT_PRIMARY)
-    found[primary] = _primary(settings, primary)
+    first = next((s for s in parsed.servers if s.role == "primary"), None)
+    primary = _primary(settings, first.name if first else DEFAULT_PRIMARY)
+    found[primary.name] = replace(primary, replica=_replica(first, primary))
     for spec in parsed.servers:
         if spec.role == "primary":
             continue
@@ -165,11 +207,40 @@ def load_servers(settings: Settings) -> dict[str, Server]:
         assert spec.host is not None and spec.port is not None and spec.database is not None
         if (spec.host, spec.port) == (settings.pg_host, settings.pg_port):
             raise PlacementError(f"{path}: server {spec.name} has the primary's address")
-        found[spec.name] = Server(spec.name, "members", spec.host, spec.port, spec.database,
-                                  admin, spec.sslmode)
+        declared = Server(spec.name, "members", spec.host, spec.port, spec.database, admin,
+                          spec.sslmode)
+        found[spec.name] = replace(declared, replica=_replica(spec, declared))
+    _distinct_addresses(path, found)
     _cache.clear()
     _cache[key] = found
     return found
+
+
+def _replica(spec: _ServerSpec | None, server: Server) -> Replica | None:
+    """The server's replica as declared, its database and sslmode the server's unless
+    given."""
+    if spec is None or spec.replica is None:
+        return None
+    given = spec.replica
+    return Replica(given.host, given.port, given.database or server.database,
+                   given.sslmode or server.sslmode)
+
+
+def _distinct_addresses(path: Path, servers: dict[str, Server]) -> None:
+    """Refuse a replica at the address of a server or of another replica: dashboards would
+    read a server as if it were a copy, or two servers' members through one copy."""
+    seen: dict[tuple[str, int], str] = {
+        (s.host, s.port): f"server {s.name}" for s in servers.values()}
+    for found in servers.values():
+        if found.replica is None:
+            continue
+        address = (found.replica.host, found.replica.port)
+        if address in seen:
+            raise PlacementError(
+                f"{path}: the replica of server {found.name} has the address of"
+                f" {seen[address]} ({found.replica.host}:{found.replica.port}); a replica is"
+                " a server's streaming copy, at an address of its own")
+        seen[address] = f"the replica of server {found.name}"
 
 
 def _primary(settings: Settings, name: str) -> Server:
@@ -210,8 +281,21 @@ def role_conninfo(settings: Settings, name: str | None, role: str) -> str:
     found = server(settings, name)
     if found.primary:
         return settings.role_conninfo(role)
-    tls = {} if found.sslmode is None else {"sslmode": found.sslmode}
-    return make_conninfo("", host=found.host, port=str(found.port), dbname=found.database,
+    return _login(settings, found, role)
+
+
+def replica_conninfo(settings: Settings, name: str | None, role: str) -> str:
+    """A password connection over TCP as a login role to a server's read replica (the
+    server's roles and passwords); PlacementError if the server declares none."""
+    found = server(settings, name)
+    if found.replica is None:
+        raise PlacementError(f"database server {found.name} declares no replica")
+    return _login(settings, found.replica, role)
+
+
+def _login(settings: Settings, where: Server | Replica, role: str) -> str:
+    tls = {} if where.sslmode is None else {"sslmode": where.sslmode}
+    return make_conninfo("", host=where.host, port=str(where.port), dbname=where.database,
                          user=role, password=settings.role_password(role), **tls)
 
 

@@ -32,14 +32,17 @@ class TwoServers:
     file: Path
 
 
-def write_servers_file(path: Path, second: Settings) -> None:
+def write_servers_file(path: Path, second: Settings,
+                       replica: dict[str, object] | None = None) -> None:
+    """The servers file of the scale tests; `replica`: the second server's, if any."""
+    declared: dict[str, object] = {
+        "name": "second", "role": "members", "host": "127.0.0.1", "port": second.pg_port,
+        "database": second.pg_database, "admin_url": second.admin_conninfo()}
+    if replica is not None:
+        declared["replica"] = replica
     path.write_text(yaml.safe_dump({
         "version": "v1", "kind": "database_servers",
-        "servers": [
-            {"name": "main", "role": "primary"},
-            {"name": "second", "role": "members", "host": "127.0.0.1", "port": second.pg_port,
-             "database": second.pg_database, "admin_url": second.admin_conninfo()},
-        ],
+        "servers": [{"name": "main", "role": "primary"}, declared],
     }), encoding="utf-8")
 
 

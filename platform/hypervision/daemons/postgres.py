@@ -4,6 +4,10 @@
     data_dir/run/            its Unix socket; private (0700), hence `trust` locally
     data_dir/log/postgres.log
 
+A cluster may also be a streaming replica of another one of ours (`replicate`): a copy
+taken with pg_basebackup, started as a hot standby that replays the other's WAL and
+answers reads only (docs/scale.md, "Read replicas").
+
 When run as root, PostgreSQL runs as the `postgres` OS user (it refuses root); the files
 it must write are handed to that user first.
 """
@@ -99,6 +103,16 @@ checkpoint_completion_target = 0.9
 wal_compression = lz4
 default_toast_compression = lz4
 
+# Streaming replication (docs/scale.md, "Read replicas"): enough WAL for a physical
+# replica, a few senders. On a replica, hot_standby answers reads during recovery, and
+# the feedback keeps the server's vacuum from removing rows a dashboard query still
+# reads there (the query would otherwise be cancelled after max_standby_streaming_delay).
+# Both are ignored by a server that is not in recovery.
+wal_level = replica
+max_wal_senders = 10
+hot_standby = on
+hot_standby_feedback = on
+
 # pg_ctl sends the server's stderr to data_dir/log/postgres.log (its -l option).
 logging_collector = off
 log_destination = 'stderr'
@@ -110,11 +124,15 @@ def _hba() -> str:
     return """\
 # Written by hypervision.daemons.postgres on every start.
 # The socket directory is private (0700), so whoever reaches the socket is trusted: that is
-# how the superuser connects. Over TCP every role needs its password.
-# TYPE  DATABASE  USER  ADDRESS       METHOD
-local   all       all                 trust
-host    all       all   127.0.0.1/32  scram-sha-256
-host    all       all   ::1/128       scram-sha-256
+# how the superuser connects, and how a local replica streams (`replication` is not
+# matched by `all`). Over TCP every role needs its password, a replication role too.
+# TYPE  DATABASE     USER  ADDRESS       METHOD
+local   all          all                 trust
+local   replication  all                 trust
+host    all          all   127.0.0.1/32  scram-sha-256
+host    all          all   ::1/128       scram-sha-256
+host    replication  all   127.0.0.1/32  scram-sha-256
+host    replication  all   ::1/128       scram-sha-256
 """
 
 
@@ -223,6 +241,40 @@ def start(settings: Settings, *, log: Log = quiet) -> None:
     if not wait_for(lambda: answers(settings), START_TIMEOUT):
         raise failure(f"PostgreSQL does not accept connections on {address}", log_path)
     _ensure_database(settings, log)
+
+
+def replicate(settings: Settings, source: Settings, *, log: Log = quiet) -> None:
+    """Make our cluster (settings.data_dir) a streaming replica of `source`'s, then start
+    it: a base backup through `source`'s private socket as the superuser, `-R` writing
+    standby.signal and the connection it streams from (postgresql.auto.conf). Once the
+    copy is taken, `start` and `stop` run it like any of our clusters; hypervision.conf is
+    rewritten with its own port and socket at each start. Refused if a cluster is already
+    there."""
+    pgdata = pg_data(settings)
+    if pgdata.exists() and any(pgdata.iterdir()):
+        raise DaemonError(f"{pgdata} is not empty: remove it to take a new copy")
+    if pid(source) is None:
+        raise DaemonError(f"the cluster to copy ({pg_data(source)}) is not running")
+    require_free_port("PostgreSQL", settings.pg_host, settings.pg_port, "HV_PG_PORT")
+    prepare_data_dir(settings)
+    require_reachable(data_dir(settings), "postgres")
+    # pg_basebackup fills an empty directory; the postgres user could not create it here.
+    pgdata.mkdir(mode=0o700, exist_ok=True)
+    give_to("postgres", pgdata)
+    log(f"+ copying {pg_data(source)} into {pgdata} (pg_basebackup)")
+    result = run(
+        [
+            _bin(settings, "pg_basebackup"), "--pgdata", str(pgdata),
+            "--host", str(_socket_dir(source)), "--port", str(source.pg_port),
+            "--username", source.pg_superuser, "--wal-method=stream",
+            "--checkpoint=fast", "--write-recovery-conf", "--no-password",
+        ],
+        as_user="postgres", cwd=data_dir(settings), timeout=600,
+    )
+    if result.returncode != 0:
+        raise DaemonError(f"pg_basebackup from {pg_data(source)} failed:\n"
+                          f"{(result.stdout + result.stderr).strip()}")
+    start(settings, log=log)
 
 
 def stop(settings: Settings, *, log: Log = quiet) -> None:

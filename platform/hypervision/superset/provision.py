@@ -140,15 +140,14 @@ def _record(conn: psycopg.Connection, key: str, bundle: Bundle, digest: str) -> 
 
 def _sqlalchemy_uri(settings: Settings, role: str, server: str | None = None) -> str:
     """Superset's connection as `role` to the database server `server` (None: the primary;
-    hypervision.placement), with the server's TLS mode when it declares one."""
-    if server is None:
-        host, port, database, tls = (settings.pg_host, settings.pg_port, settings.pg_database,
-                                     None)
-    else:
-        found = placement.server(settings, server)
-        host, port, database, tls = found.host, found.port, found.database, found.sslmode
-    query = f"?sslmode={tls}" if tls else ""
-    return f"postgresql+psycopg2://{role}:{PASSWORD_MASK}@{host}:{port}/{database}{query}"
+    hypervision.placement), or to its read replica when the servers file declares one:
+    dashboards only read, and a replica takes their queries off the server that ingests.
+    With the TLS mode declared for it, if any. A replica changed in the file changes this
+    URI, hence the bundle's digest: the next apply imports the connection again."""
+    where = placement.server(settings, server).for_dashboards
+    query = f"?sslmode={where.sslmode}" if where.sslmode else ""
+    return (f"postgresql+psycopg2://{role}:{PASSWORD_MASK}@{where.host}:{where.port}"
+            f"/{where.database}{query}")
 
 
 # Superset objects -----------------------------------------------------------------------
