@@ -287,6 +287,29 @@ CREATE VIEW tenant_member.dash_air_days AS
      JOIN tenant_member.analytics_devices d ON ((d.dev_eui = a.dev_eui)));
 
 --
+-- Name: dash_air_hours; Type: VIEW; Schema: tenant_member; Owner: -
+--
+
+CREATE VIEW tenant_member.dash_air_hours AS
+ SELECT a.bucket AS "time",
+    (a.bucket AT TIME ZONE 'Europe/Paris'::text) AS time_local,
+    a.dev_eui,
+    d.name AS device_name,
+    COALESCE(d.building, ''::text) AS building,
+    COALESCE(d.room, d.name) AS room,
+    a.co2_n,
+    a.co2_sum,
+    a.co2_max,
+    a.temperature_n,
+    a.temperature_sum,
+    a.humidity_n,
+    a.humidity_sum,
+    ((a.n0 + a.n1) + a.n2) AS occupied_readings,
+    (a.n1 + a.n2) AS over_1000_readings
+   FROM (tenant_member.air_hourly a
+     JOIN tenant_member.analytics_devices d ON ((d.dev_eui = a.dev_eui)));
+
+--
 -- Name: rollup_daily; Type: TABLE; Schema: tenant_member; Owner: -
 --
 
@@ -507,6 +530,26 @@ CREATE TABLE tenant_member.rollup_hourly (
     first_time timestamp with time zone NOT NULL,
     last_time timestamp with time zone NOT NULL
 );
+
+--
+-- Name: dash_hourly; Type: VIEW; Schema: tenant_member; Owner: -
+--
+
+CREATE VIEW tenant_member.dash_hourly AS
+ SELECT r.bucket AS "time",
+    (r.bucket AT TIME ZONE 'Europe/Paris'::text) AS time_local,
+    r.dev_eui,
+    COALESCE(d.name, r.dev_eui) AS device_name,
+    d.category,
+    d.building,
+    d.room,
+    r.metric,
+    r.n AS readings,
+    r.sum AS total,
+    r.min AS minimum,
+    r.max AS maximum
+   FROM (tenant_member.rollup_hourly r
+     LEFT JOIN tenant_member.dash_devices d ON ((d.dev_eui = r.dev_eui)));
 
 --
 -- Name: dash_lighting_hours; Type: VIEW; Schema: tenant_member; Owner: -
@@ -1620,6 +1663,12 @@ GRANT SELECT ON TABLE tenant_member.dash_air_advice TO member_reader;
 GRANT SELECT ON TABLE tenant_member.dash_air_days TO member_reader;
 
 --
+-- Name: TABLE dash_air_hours; Type: ACL; Schema: tenant_member; Owner: -
+--
+
+GRANT SELECT ON TABLE tenant_member.dash_air_hours TO member_reader;
+
+--
 -- Name: TABLE rollup_daily; Type: ACL; Schema: tenant_member; Owner: -
 --
 
@@ -1686,6 +1735,12 @@ GRANT SELECT ON TABLE tenant_member.dash_gateways TO member_reader;
 --
 
 GRANT SELECT ON TABLE tenant_member.rollup_hourly TO member_reader;
+
+--
+-- Name: TABLE dash_hourly; Type: ACL; Schema: tenant_member; Owner: -
+--
+
+GRANT SELECT ON TABLE tenant_member.dash_hourly TO member_reader;
 
 --
 -- Name: TABLE dash_lighting_hours; Type: ACL; Schema: tenant_member; Owner: -
