@@ -110,11 +110,13 @@ def _hba() -> str:
     return """\
 # Written by hypervision.daemons.postgres on every start.
 # The socket directory is private (0700), so whoever reaches the socket is trusted: that is
-# how the superuser connects. Over TCP every role needs its password.
-# TYPE  DATABASE  USER  ADDRESS       METHOD
-local   all       all                 trust
-host    all       all   127.0.0.1/32  scram-sha-256
-host    all       all   ::1/128       scram-sha-256
+# how the superuser connects. Over TCP every role needs its password, from any address:
+# listen_addresses (HV_PG_HOST) decides who can reach the server at all. A cluster that
+# listens on a network address serves the workers of other hosts, whose connections come
+# from their own addresses, not from loopback (as infra/docker/timescaledb does).
+# TYPE  DATABASE  USER  ADDRESS  METHOD
+local   all       all            trust
+host    all       all   all      scram-sha-256
 """
 
 
