@@ -37,7 +37,7 @@ def write_servers_file(path: Path, second: Settings) -> None:
         "version": "v1", "kind": "database_servers",
         "servers": [
             {"name": "main", "role": "primary"},
-            {"name": "second", "role": "members", "host": "127.0.0.1", "port": second.pg_port,
+            {"name": "second", "role": "members", "host": second.pg_host, "port": second.pg_port,
              "database": second.pg_database, "admin_url": second.admin_conninfo()},
         ],
     }), encoding="utf-8")
