@@ -4,28 +4,31 @@ Each worker host is a network namespace whose only link is a veth pair to the ro
 namespace: the host's end is its `eth0`, with one address of a /30, the root end has the
 other. The services the hosts use (database servers, Redis, Mosquitto) listen in the root
 namespace on addresses of their own, carried by a link of their own (a bridge with no
-ports), which each host reaches
-through its link's root end. A host's loopback is its own, with nothing listening on it,
+ports), which each host reaches through its link's root end, and nothing else of the root
+namespace (no default route). A host's loopback is its own, with nothing listening on it,
 and the root namespace's loopback is out of its reach: a process that connects to
 127.0.0.1 there finds nothing.
 
 Only addresses of 198.18.0.0/15 (RFC 2544, set aside for benchmarking) are used, in
-198.19.<block>.0/24, where the block and the names come from the test run's port base
-(HV_TEST_PORT_BASE), so that two runs at once never share a name or an address:
+198.18.<block>.0/24, where the block (1 to 99) and the names come from the test run's port
+base (HV_TEST_PORT_BASE), so that two runs at once never share a name or an address. The
+deployment tests use other parts of the range (tests/deploy: Docker's bridge on
+198.18.0.0/24, its networks in 198.19.0.0/16, the stack's on 198.18.100-199.0/24):
 
-    198.19.<block>.1/30   root end of host 1's link    198.19.<block>.2/30   host 1's eth0
-    198.19.<block>.5/30   root end of host 2's link    198.19.<block>.6/30   host 2's eth0
-    198.19.<block>.129    service address 1 (the services' link), .130 service address 2, ...
+    198.18.<block>.1/30   root end of host 1's link    198.18.<block>.2/30   host 1's eth0
+    198.18.<block>.5/30   root end of host 2's link    198.18.<block>.6/30   host 2's eth0
+    198.18.<block>.129    service address 1 (the services' link), .130 service address 2, ...
 
 Needs root (`ip netns`). `create` removes what an earlier run with the same port base left
-behind (namespaces, links, processes in those namespaces) and refuses addresses that
-something else already holds; `destroy` stops every process started in the namespaces and
-removes the namespaces and links, going on past failures.
+behind (namespaces, links, processes in those namespaces) and refuses a /24 that an
+address of this machine is in; `destroy` stops every process started in the namespaces
+and removes the namespaces and links, going on past failures.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import subprocess
@@ -68,9 +71,9 @@ class Network:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.block <= 255 or not 1 <= self.host_count <= 31:
+        if not 1 <= self.block <= 99 or not 1 <= self.host_count <= 31:
             raise NetworkError(f"no room for {self.host_count} hosts in block {self.block}")
-        prefix = f"198.19.{self.block}"
+        prefix = f"198.18.{self.block}"
         self.prefix = prefix
         self.hosts = [Host(f"hv{self.block}w{i}", f"{prefix}.{4 * i - 2}",
                            f"{prefix}.{4 * i - 3}", f"hv{self.block}w{i}")
@@ -78,18 +81,19 @@ class Network:
         self.services = [f"{prefix}.{129 + i}" for i in range(self.service_count)]
         self.dummy = f"hv{self.block}svc"
 
-    @property
-    def addresses(self) -> list[str]:
-        return [a for h in self.hosts for a in (h.address, h.gateway)] + self.services
+    @classmethod
+    def for_port_base(cls, port_base: int) -> Network:
+        return cls(block=1 + port_base // 1000 % 99)
 
     # Setting up and tearing down -----------------------------------------------------
 
     def create(self) -> Network:
         self._remove(ignore_errors=True)  # an earlier run's leftovers (same names)
-        held = ip("-4", "-o", "addr", "show").stdout
-        taken = [a for a in self.addresses if f"inet {a}/" in held]
+        ours = ipaddress.ip_network(f"{self.prefix}.0/24")
+        held = [line.split()[3] for line in ip("-4", "-o", "addr", "show").stdout.splitlines()]
+        taken = [a for a in held if ipaddress.ip_interface(a).network.overlaps(ours)]
         if taken:
-            raise NetworkError(f"addresses already in use on this host: {', '.join(taken)}")
+            raise NetworkError(f"{ours} overlaps addresses of this machine: {', '.join(taken)}")
         ip("link", "add", self.dummy, "type", "bridge")
         for address in self.services:
             ip("addr", "add", f"{address}/32", "dev", self.dummy)

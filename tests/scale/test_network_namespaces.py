@@ -123,7 +123,7 @@ def stack(services: Settings) -> Iterator[Stack]:
     from hypervision.tenancy.spec import load_dir
     from ingest.decode import Catalogue
 
-    network = Network(block=PORT_BASE // 1000 % 256)
+    network = Network.for_port_base(PORT_BASE)
     main_address, second_address = network.services
     settings = services.model_copy(update={
         "data_dir": FOLDER / "primary", "role_secrets_dir": None,
