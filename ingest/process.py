@@ -358,8 +358,9 @@ class Processor:
                 except Exception as exc:
                     if not is_unavailable(exc):
                         raise
-                    log.warning("server %s unreachable (%s): %d member(s) wait", server,
-                                type(exc).__name__, len(members))
+                    # libpq's message names the address that failed, never a password.
+                    log.warning("server %s unreachable (%s: %s): %d member(s) wait", server,
+                                type(exc).__name__, " ".join(str(exc).split()), len(members))
                     waiting |= {m.slug for m in members}
             for slug in sorted(waiting):
                 result.deferred += _envelopes_of(pending, slug)

@@ -159,7 +159,11 @@ class Server:
     host: str
     port: int
     database: str
-    admin: str = ""
+    admin_url: str | None = None
+    # Read when the superuser's connection is asked for, not when the servers file is
+    # loaded: a worker host reads the file for the login roles' addresses and has no
+    # business holding the superuser's secret of every server.
+    admin_url_file: Path | None = None
     sslmode: str | None = None
     replica: Replica | None = None
 
@@ -171,6 +175,18 @@ class Server:
     def for_dashboards(self) -> Server | Replica:
         """Where dashboards read this server's members: its replica when it has one."""
         return self.replica or self
+
+    @property
+    def admin(self) -> str:
+        """The superuser's conninfo (a secret)."""
+        if self.admin_url is not None:
+            return self.admin_url
+        assert self.admin_url_file is not None
+        try:
+            return self.admin_url_file.read_text("utf-8").strip()
+        except OSError as exc:
+            raise PlacementError(f"server {self.name}: admin_url_file {self.admin_url_file}:"
+                                 f" {exc.strerror}") from None
 
     def describe(self) -> str:
         return f"{self.name} ({self.role}, {self.host}:{self.port}/{self.database})"
@@ -202,13 +218,12 @@ def load_servers(settings: Settings) -> dict[str, Server]:
     for spec in parsed.servers:
         if spec.role == "primary":
             continue
-        admin = (spec.admin_url.get_secret_value() if spec.admin_url is not None
-                 else Path(str(spec.admin_url_file)).read_text("utf-8").strip())
+        admin = spec.admin_url.get_secret_value() if spec.admin_url is not None else None
         assert spec.host is not None and spec.port is not None and spec.database is not None
         if (spec.host, spec.port) == (settings.pg_host, settings.pg_port):
             raise PlacementError(f"{path}: server {spec.name} has the primary's address")
         declared = Server(spec.name, "members", spec.host, spec.port, spec.database, admin,
-                          spec.sslmode)
+                          spec.admin_url_file, spec.sslmode)
         found[spec.name] = replace(declared, replica=_replica(spec, declared))
     _distinct_addresses(path, found)
     _cache.clear()

@@ -78,7 +78,8 @@ class Settings(BaseSettings):
     redis_port: int = 56379
     redis_db: int = 0
     # Redis ACL user and password of this process (docker-compose.yml gives each kind of
-    # client its own); none for the local loopback-only broker.
+    # client its own); none for the local broker on loopback, required for one listening
+    # on another address (hypervision.daemons.redis).
     redis_username: str | None = None
     redis_password: SecretStr | None = None
     mqtt_host: str = "127.0.0.1"

@@ -7,6 +7,7 @@ order: the last one stops all services; the fixture stops them anyway.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -21,6 +22,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 import redis
+from pydantic import SecretStr
 
 from hypervision import daemons
 from hypervision.settings import Settings
@@ -139,6 +141,27 @@ def test_the_redis_queue_survives_a_restart(local: Settings) -> None:
     daemons.redis.start(local)
 
     assert client.lrange("celery", 0, -1) == [b"task-1", b"task-2"]
+
+
+def test_a_redis_beyond_loopback_needs_a_password_and_its_file_keeps_only_a_hash(
+    tmp_path: Path,
+) -> None:
+    """Off loopback, protected mode would refuse every client, and an open broker would
+    take anyone's batches: the start is refused without HV_REDIS_PASSWORD, and with it
+    every client authenticates (tests/scale/test_network_namespaces.py runs one)."""
+    off_loopback = make_settings(tmp_path).model_copy(update={"redis_host": "198.18.0.1"})
+    with pytest.raises(daemons.DaemonError, match="HV_REDIS_PASSWORD"):
+        daemons.redis.conf(off_loopback)
+    password = SecretStr("a-broker-password")
+    named = off_loopback.model_copy(update={"redis_password": password,
+                                            "redis_username": "worker"})
+    text = daemons.redis.conf(named)
+    assert "a-broker-password" not in text
+    digest = hashlib.sha256(b"a-broker-password").hexdigest()
+    assert "user default off resetpass\n" in text
+    assert f"user worker on resetpass #{digest} ~* &* +@all\n" in text
+    # On loopback no password is needed, as before.
+    assert "user " not in daemons.redis.conf(make_settings(tmp_path))
 
 
 def test_a_subscriber_can_hold_10000_unacknowledged_messages(local: Settings) -> None:

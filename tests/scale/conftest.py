@@ -36,7 +36,7 @@ def write_servers_file(path: Path, second: Settings,
                        replica: dict[str, object] | None = None) -> None:
     """The servers file of the scale tests; `replica`: the second server's, if any."""
     declared: dict[str, object] = {
-        "name": "second", "role": "members", "host": "127.0.0.1", "port": second.pg_port,
+        "name": "second", "role": "members", "host": second.pg_host, "port": second.pg_port,
         "database": second.pg_database, "admin_url": second.admin_conninfo()}
     if replica is not None:
         declared["replica"] = replica

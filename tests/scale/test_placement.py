@@ -12,6 +12,7 @@ import yaml
 
 from hypervision import placement
 from hypervision.db import connect_admin
+from hypervision.settings import Settings
 from hypervision.tenancy import apply as tenancy
 from hypervision.tenancy.spec import load_dir
 from ingest.decode import Catalogue
@@ -45,6 +46,25 @@ def test_it_refuses_a_wrong_servers_file_saying_why(two_servers: TwoServers, tmp
         update={"database_servers_file": _file(tmp_path, servers)})
     with pytest.raises(placement.PlacementError, match=message):
         placement.load_servers(settings)
+
+
+def test_the_superusers_secret_of_a_server_is_read_only_when_it_is_asked_for(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A worker host reads the servers file for its login role's addresses and holds no
+    superuser's secret (tests/scale/test_network_namespaces.py runs workers so)."""
+    secret = tmp_path / "second_admin"
+    servers = [{"name": "main", "role": "primary"},
+               {"name": "second", "role": "members", "host": "198.18.0.12", "port": 5432,
+                "database": "hypervision", "admin_url_file": str(secret)}]
+    worker = settings.model_copy(update={"database_servers_file": _file(tmp_path, servers)})
+    assert placement.server(worker, "second").describe() == (
+        "second (members, 198.18.0.12:5432/hypervision)")
+    with pytest.raises(placement.PlacementError,
+                       match=f"server second: admin_url_file {secret}: No such file"):
+        placement.admin_conninfo(worker, "second")
+    secret.write_text("host=198.18.0.12 user=hv_admin\n", encoding="utf-8")
+    assert placement.admin_conninfo(worker, "second") == "host=198.18.0.12 user=hv_admin"
 
 
 def test_without_a_servers_file_there_is_one_server_the_primary(two_servers: TwoServers) -> None:

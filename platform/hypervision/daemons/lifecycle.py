@@ -8,6 +8,7 @@ Linux only: process checks read /proc.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 import signal
@@ -201,6 +202,17 @@ def wait_until_answers(what: str, answers: Callable[[], bool], pidfile: Path, na
 
 
 # Ports ----------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """True if `host` is a loopback address (127.0.0.0/8, ::1) or `localhost`: a daemon
+    listening there is reachable from this host only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any address
+        return False
 
 
 def port_is_free(host: str, port: int) -> bool:

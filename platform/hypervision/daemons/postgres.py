@@ -125,14 +125,16 @@ def _hba() -> str:
 # Written by hypervision.daemons.postgres on every start.
 # The socket directory is private (0700), so whoever reaches the socket is trusted: that is
 # how the superuser connects, and how a local replica streams (`replication` is not
-# matched by `all`). Over TCP every role needs its password, a replication role too.
-# TYPE  DATABASE     USER  ADDRESS       METHOD
-local   all          all                 trust
-local   replication  all                 trust
-host    all          all   127.0.0.1/32  scram-sha-256
-host    all          all   ::1/128       scram-sha-256
-host    replication  all   127.0.0.1/32  scram-sha-256
-host    replication  all   ::1/128       scram-sha-256
+# matched by `all`). Over TCP every role needs its password, from any address, a
+# replication role too: listen_addresses (HV_PG_HOST) decides who can reach the server at
+# all. A cluster that listens on a network address serves the workers of other hosts,
+# whose connections come from their own addresses, not from loopback (as
+# infra/docker/timescaledb does).
+# TYPE  DATABASE     USER  ADDRESS  METHOD
+local   all          all            trust
+local   replication  all            trust
+host    all          all   all      scram-sha-256
+host    replication  all   all      scram-sha-256
 """
 
 

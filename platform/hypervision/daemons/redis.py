@@ -2,18 +2,27 @@
 
     data_dir/redis/        redis.conf, redis.pid and the append-only file
     data_dir/log/redis.log
+
+On a loopback address (the default) it needs no password: Redis's protected mode keeps
+other hosts out. On any other address (workers and receivers on other hosts) every client
+authenticates: the clients' HV_REDIS_USERNAME and HV_REDIS_PASSWORD are the broker's
+account, and a start without a password is refused. Redis's protected mode would refuse
+those clients anyway, since their connections do not come from loopback.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import redis
 
 from hypervision.daemons.lifecycle import (
+    DaemonError,
     Log,
     data_dir,
     failure,
+    is_loopback,
     launch,
     log_dir,
     prepare_data_dir,
@@ -43,13 +52,35 @@ def pid(settings: Settings) -> int | None:
     return running_pid(_pidfile(settings), "redis-server")
 
 
+def _access(settings: Settings) -> str:
+    """The ACL lines: none on loopback without a password, else the one account of the
+    clients (HV_REDIS_USERNAME, `default` when unset) with the SHA-256 of its password,
+    so the file holds no password."""
+    if settings.redis_password is None:
+        if not is_loopback(settings.redis_host):
+            raise DaemonError(
+                f"Redis on {settings.redis_host}, not a loopback address, would be open to"
+                " other hosts: set HV_REDIS_PASSWORD (and HV_REDIS_USERNAME if wanted)")
+        return "# Loopback only, no password: protected mode keeps other hosts out.\n"
+    name = settings.redis_username or "default"
+    if not name.isprintable() or any(c.isspace() for c in name):
+        raise DaemonError(f"HV_REDIS_USERNAME {name!r} is not a Redis user name")
+    digest = hashlib.sha256(settings.redis_password.get_secret_value().encode()).hexdigest()
+    lines = ["# Every client authenticates (HV_REDIS_USERNAME, HV_REDIS_PASSWORD)."]
+    if name != "default":
+        # `resetpass` also drops the default user's `nopass`.
+        lines.append("user default off resetpass")
+    lines.append(f"user {name} on resetpass #{digest} ~* &* +@all")
+    return "\n".join(lines) + "\n"
+
+
 def conf(settings: Settings) -> str:
     return f"""\
 # Written by hypervision.daemons.redis on every start: edit the settings, not this file.
 bind {settings.redis_host}
 port {settings.redis_port}
 protected-mode yes
-daemonize yes
+{_access(settings)}daemonize yes
 pidfile {_pidfile(settings)}
 dir {_dir(settings)}
 logfile {log_file(settings)}
@@ -60,7 +91,10 @@ appendfsync everysec
 
 
 def answers(settings: Settings) -> bool:
+    password = settings.redis_password
     client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
+                         username=settings.redis_username if password else None,
+                         password=password.get_secret_value() if password else None,
                          socket_connect_timeout=1, socket_timeout=1)
     try:
         return bool(client.ping())
@@ -81,7 +115,9 @@ def start(settings: Settings, *, log: Log = quiet) -> None:
     directory = _dir(settings)
     directory.mkdir(mode=0o700, exist_ok=True)
     conf_file = directory / "redis.conf"
-    conf_file.write_text(conf(settings), encoding="utf-8")
+    text = conf(settings)  # refuses an open broker before anything is written
+    conf_file.touch(mode=0o600)
+    conf_file.write_text(text, encoding="utf-8")
     log_path = touch(log_file(settings))
     log(f"+ starting Redis on {address} (data in {directory})")
     if launch(["redis-server", str(conf_file)], directory, log_path) != 0:
