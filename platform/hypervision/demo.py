@@ -59,6 +59,9 @@ def publish_stream(settings: Settings, stream: Iterator[tuple[str, bytes]], rate
     returns the count once the broker has acknowledged every message."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=mqtt.MQTTv311)
+    if settings.mqtt_username:
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        client.username_pw_set(settings.mqtt_username, password)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)

@@ -7,6 +7,7 @@ order: the last one stops all services; the fixture stops them anyway.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
@@ -162,6 +163,31 @@ def test_a_redis_beyond_loopback_needs_a_password_and_its_file_keeps_only_a_hash
     assert f"user worker on resetpass #{digest} ~* &* +@all\n" in text
     # On loopback no password is needed, as before.
     assert "user " not in daemons.redis.conf(make_settings(tmp_path))
+
+
+def test_a_mosquitto_beyond_loopback_needs_an_account_and_its_file_keeps_only_a_hash(
+    tmp_path: Path,
+) -> None:
+    """Off loopback an anonymous broker would take anyone's uplinks: the start is refused
+    without HV_MQTT_USERNAME and HV_MQTT_PASSWORD, and with them the password file holds
+    a salted PBKDF2-SHA512 hash in mosquitto's `$7$` form (a real broker checks it in
+    tests/scale/test_network_namespaces.py)."""
+    off_loopback = make_settings(tmp_path).model_copy(update={"mqtt_host": "198.18.0.1"})
+    with pytest.raises(daemons.DaemonError, match="HV_MQTT_USERNAME and HV_MQTT_PASSWORD"):
+        daemons.mosquitto.conf(off_loopback)
+    named = off_loopback.model_copy(update={"mqtt_username": "receiver",
+                                            "mqtt_password": SecretStr("an-mqtt-password")})
+    text = daemons.mosquitto.conf(named)
+    assert "allow_anonymous false\n" in text and "password_file " in text
+    line = daemons.mosquitto.password_line("receiver", "an-mqtt-password")
+    assert "an-mqtt-password" not in line
+    user, _, rest = line.strip().partition(":")
+    _, kind, iterations, salt, digest = rest.split("$")
+    assert (user, kind, iterations) == ("receiver", "7", "101")
+    assert base64.b64decode(digest) == hashlib.pbkdf2_hmac(
+        "sha512", b"an-mqtt-password", base64.b64decode(salt), 101)
+    # On loopback, anonymous clients as before.
+    assert "allow_anonymous true\n" in daemons.mosquitto.conf(make_settings(tmp_path))
 
 
 def test_a_subscriber_can_hold_10000_unacknowledged_messages(local: Settings) -> None:

@@ -26,11 +26,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 import redis
 import yaml
 from pydantic import SecretStr
 
+from hypervision import daemons
 from hypervision.settings import Settings
 from tests.conftest import PORT_BASE, REPO, TENANTS, TEST_DATA, wait_for
 from tests.pipeline.helpers import publish
@@ -90,6 +92,8 @@ class Stack:
             "HV_REDIS_PASSWORD": s.redis_password.get_secret_value(),
             "HV_MQTT_HOST": s.mqtt_host,
             "HV_MQTT_PORT": str(s.mqtt_port),
+            "HV_MQTT_USERNAME": s.mqtt_username or "",
+            "HV_MQTT_PASSWORD": s.mqtt_password.get_secret_value() if s.mqtt_password else "",
             "HV_MQTT_CLIENT_ID": f"{host.name}-receiver",
             "HV_BATCH_SIZE": "10",
             "HV_BATCH_MAX_WAIT": "0.2",
@@ -131,6 +135,7 @@ def stack(services: Settings) -> Iterator[Stack]:
         "redis_host": main_address, "redis_port": REDIS_PORT,
         "redis_username": None, "redis_password": SecretStr(secrets.token_hex(16)),
         "mqtt_host": main_address, "mqtt_port": MQTT_PORT,
+        "mqtt_username": "hypervision", "mqtt_password": SecretStr(secrets.token_hex(16)),
         "database_servers_file": FOLDER / "servers.yaml",
     })
     second = settings.model_copy(update={
@@ -212,6 +217,21 @@ def test_workers_on_other_hosts_store_each_uplink_once_on_its_members_server(
         assert connect_from(stack, other, address, port) == "connected"
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=3).close()
+
+    # Off loopback the broker takes authenticated clients only (its password file holds
+    # a hash), as the broker account of Redis does.
+    assert daemons.mosquitto.answers(settings)
+    refused: list[object] = []
+    anonymous = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="anonymous-probe")
+    anonymous.on_connect = lambda _c, _u, _f, reason, _p: refused.append(reason)
+    anonymous.connect(settings.mqtt_host, settings.mqtt_port)
+    deadline = time.monotonic() + 5
+    while not refused and time.monotonic() < deadline:
+        anonymous.loop(timeout=0.1)
+    leftover = anonymous.socket()
+    if leftover is not None:
+        leftover.close()
+    assert refused and refused[0].is_failure, refused
 
     receiver_log = stack.start(first, "receive", "--no-http")
     worker_logs = [stack.start(host, "worker", "--concurrency", "1", "--queues", "ingest")

@@ -5,10 +5,19 @@
 
 Started as root, Mosquitto drops to the `mosquitto` user by itself; the files it must
 write are handed to that user first.
+
+On a loopback address (the default) clients are anonymous: nothing else reaches it. On any
+other address (receivers on other hosts) every client authenticates with the account of
+HV_MQTT_USERNAME and HV_MQTT_PASSWORD, kept in a password file as a salted PBKDF2 hash
+(mosquitto's own `$7$` form, what `mosquitto_passwd` writes); a start without them is
+refused. The production broker has one account per client and ACLs (infra/mosquitto).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import shutil
 import time
 import uuid
@@ -17,10 +26,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from hypervision.daemons.lifecycle import (
+    DaemonError,
     Log,
     data_dir,
     failure,
     give_to,
+    is_loopback,
     launch,
     log_dir,
     prepare_data_dir,
@@ -55,6 +66,36 @@ def pid(settings: Settings) -> int | None:
     return running_pid(_pidfile(settings), "mosquitto")
 
 
+def _password_file(settings: Settings) -> Path:
+    return _dir(settings) / "passwd"
+
+
+def password_line(username: str, password: str, *, iterations: int = 101) -> str:
+    """One line of a mosquitto password file: `user:$7$<iterations>$<salt>$<hash>`,
+    PBKDF2-HMAC-SHA512 over a random 12-byte salt, base64 (mosquitto 2.0's format)."""
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return (f"{username}:$7${iterations}${base64.b64encode(salt).decode()}"
+            f"${base64.b64encode(digest).decode()}\n")
+
+
+def _access(settings: Settings) -> str:
+    """Who may connect: anyone on loopback, else the clients' one account."""
+    if is_loopback(settings.mqtt_host):
+        return ("# Loopback only: anonymous clients, nothing else reaches it.\n"
+                "allow_anonymous true\n")
+    if not settings.mqtt_username or settings.mqtt_password is None:
+        raise DaemonError(
+            f"Mosquitto on {settings.mqtt_host}, not a loopback address, would be open to"
+            " other hosts: set HV_MQTT_USERNAME and HV_MQTT_PASSWORD")
+    if ":" in settings.mqtt_username or not settings.mqtt_username.isprintable():
+        raise DaemonError(f"HV_MQTT_USERNAME {settings.mqtt_username!r} is not a user name"
+                          " mosquitto accepts")
+    return ("# Every client authenticates (HV_MQTT_USERNAME, HV_MQTT_PASSWORD).\n"
+            "allow_anonymous false\n"
+            f"password_file {_password_file(settings)}\n")
+
+
 def conf(settings: Settings) -> str:
     """The development broker's configuration (production's has credentials and ACLs).
 
@@ -74,10 +115,8 @@ def conf(settings: Settings) -> str:
     """
     return f"""\
 # Written by hypervision.daemons.mosquitto on every start: edit the settings, not this file.
-# Local development broker: anonymous clients, loopback only.
 listener {settings.mqtt_port} {settings.mqtt_host}
-allow_anonymous true
-
+{_access(settings)}
 # Queued messages and persistent sessions survive a broker restart; the database is
 # saved every 10 s and at shutdown. Persistent sessions never expire.
 persistence true
@@ -152,9 +191,16 @@ def start(settings: Settings, *, log: Log = quiet) -> None:
     directory.mkdir(mode=0o700, exist_ok=True)
     conf_file = directory / "mosquitto.conf"
     conf_file.write_text(conf(settings), encoding="utf-8")
+    passwords = _password_file(settings)
+    passwords.unlink(missing_ok=True)
+    if settings.mqtt_username and settings.mqtt_password and not is_loopback(settings.mqtt_host):
+        passwords.touch(mode=0o600)
+        passwords.write_text(password_line(settings.mqtt_username,
+                                           settings.mqtt_password.get_secret_value()))
     log_path = touch(log_file(settings))
     database = directory / "mosquitto.db"
-    give_to("mosquitto", directory, log_path, *([database] if database.exists() else []))
+    give_to("mosquitto", directory, log_path, *([database] if database.exists() else []),
+            *([passwords] if passwords.exists() else []))
     log(f"+ starting Mosquitto on {address} (data in {directory})")
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if launch([mosquitto, "-c", str(conf_file), "-d"], directory, log_path) != 0:
