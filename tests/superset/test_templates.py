@@ -99,6 +99,23 @@ def test_each_import_bundle_holds_its_kind_and_what_it_depends_on() -> None:
     assert dashboard["dashboard_title"] == "Eau potable — Commune alpha"
 
 
+def test_a_dataset_to_explore_is_given_even_when_no_chart_reads_it() -> None:
+    """Every reading (dash_measurements) is the base of a member's own charts: each member
+    gets it although the templates' charts read hourly rows."""
+    templates = load()
+    assert templates.datasets["dash_measurements"].explore
+    member = templates.for_scope("member")
+    assert not any(c.dataset == "dash_measurements" for t in member for c in t.charts)
+    bundle = render(target("alpha"), member, templates, columns_from_templates())
+    assert "datasets/hv_alpha/dash_measurements.yaml" in bundle.files
+    operator = render(Target(key="", title="Syndicat", scope="operator",
+                             database_name="hv_operator", schema="hv_operator",
+                             login_role="hv_operator_reader", sqlalchemy_uri="x",
+                             dashboard_slug_prefix="operator-"),
+                      templates.for_scope("operator"), templates, columns_from_templates())
+    assert not any(name.endswith("/dash_measurements.yaml") for name in operator.files)
+
+
 def test_it_refuses_a_label_for_a_column_the_view_lacks() -> None:
     templates = load()
     columns = columns_from_templates()

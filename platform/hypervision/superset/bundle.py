@@ -128,7 +128,10 @@ def render(target: Target, templates: list[DashboardTemplate], template_set: Tem
     bundle.files[bundle.database_file] = _database(target, database_uuid)
     bundle.objects.append(Managed("database", database_uuid, "", target.database_name))
 
-    tables = sorted({chart.dataset for t in templates for chart in t.charts})
+    # The charts' datasets, and those given to everyone of the scope to explore.
+    tables = sorted({chart.dataset for t in templates for chart in t.charts}
+                    | {name for name, spec in template_set.datasets.items()
+                       if spec.explore and spec.scope == target.scope})
     for table in tables:
         spec = template_set.datasets[table]
         if table not in columns:

@@ -50,6 +50,9 @@ class DatasetSpec(Strict):
     description: str | None = None
     labels: dict[str, str] = Field(default_factory=dict, description="Column -> French label.")
     metrics: dict[str, MetricSpec] = Field(default_factory=dict)
+    explore: bool = Field(
+        default=False, description="Given to every member (or the operator) even when no"
+        " chart reads it: the base of one's own charts (every reading, say).")
 
 
 class DatasetsFile(Strict):
