@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
+from psycopg import sql
+from psycopg.types.json import Json
 
 from hypervision.settings import Settings
 from tests.conftest import PORT_BASE, REPO, TENANTS, TEST_DATA
@@ -23,6 +28,18 @@ from tests.public.members import remove_member
 
 SCALE_TENANTS = REPO / "tests" / "payloads" / "tenants-scale"
 SECOND_PORT = PORT_BASE + 433
+KAPPA_AIR = "9a9a9a9a9a9a0002"  # kappa's air sensor
+
+
+def kappa_uplink(conn: psycopg.Connection[Any], at: datetime, dedup: uuid.UUID,
+                 f_cnt: int = 1) -> None:
+    """One uplink of kappa's air sensor, received at `at`, written through `conn` (the
+    second server's superuser); written once per deduplication id."""
+    conn.execute(sql.SQL(
+        "INSERT INTO {} (time, received_at, dev_eui, deduplication_id, f_cnt, f_port,"
+        " data, event) VALUES (%s, %s, %s, %s, %s, 85, %s, %s) ON CONFLICT DO NOTHING"
+    ).format(sql.Identifier("tenant_kappa", "uplinks")),
+        (at, at, KAPPA_AIR, dedup, f_cnt, bytes([f_cnt % 256]), Json({"fCnt": f_cnt})))
 
 
 @dataclass

@@ -12,16 +12,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.types.json import Json
 
 from hypervision import backup, placement
 from hypervision.db import connect_admin
-from tests.scale.conftest import TwoServers
+from tests.scale.conftest import TwoServers, kappa_uplink
 
 pytestmark = pytest.mark.services
 
-AIR = "9a9a9a9a9a9a0002"
 
 
 def _uplinks(conn: psycopg.Connection[Any]) -> int:
@@ -32,13 +29,8 @@ def _uplinks(conn: psycopg.Connection[Any]) -> int:
 def _write_uplinks(conn: psycopg.Connection[Any], first: int, count: int) -> None:
     start = datetime(2025, 4, 1, tzinfo=UTC)
     for n in range(first, first + count):
-        at = start + timedelta(minutes=n)
-        conn.execute(sql.SQL(
-            "INSERT INTO {} (time, received_at, dev_eui, deduplication_id, f_cnt, f_port,"
-            " data, event) VALUES (%s, %s, %s, %s, %s, 85, %s, %s)"
-            " ON CONFLICT DO NOTHING").format(sql.Identifier("tenant_kappa", "uplinks")),
-            (at, at, AIR, uuid.uuid5(uuid.NAMESPACE_URL, f"hv-test:backup:{n}"),
-             n, bytes([n % 256]), Json({"fCnt": n})))
+        kappa_uplink(conn, start + timedelta(minutes=n),
+                     uuid.uuid5(uuid.NAMESPACE_URL, f"hv-test:backup:{n}"), n)
 
 
 def _table(entry: dict[str, Any], name: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
-from psycopg.types.json import Json, Jsonb
+from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
 from hypervision import accounts, placement
@@ -22,11 +22,11 @@ from hypervision.db import connect_admin
 from hypervision.jobs import alerts as alerts_job
 from hypervision.jobs import rollups as rollups_job
 from hypervision.settings import Settings, get_settings
-from tests.scale.conftest import TwoServers
+from tests.scale.conftest import KAPPA_AIR, TwoServers, kappa_uplink
 
 pytestmark = pytest.mark.services
 
-AIR = "9a9a9a9a9a9a0002"
+AIR = KAPPA_AIR
 LAMP = "9a9a9a9a9a9a0003"
 SETUP = accounts.Who("system:test-setup")
 RULE = {"name": "co2-k2", "metric": "air.co2", "condition": "above", "threshold": 1500,
@@ -63,11 +63,7 @@ def placed(two_servers: TwoServers, monkeypatch: pytest.MonkeyPatch) -> Iterator
 def _uplink_on_second(settings: Settings, at: dt.datetime, dedup: uuid.UUID) -> None:
     """One uplink of kappa's air sensor, received at `at`, written on the second server."""
     with placement.connect_admin(settings, "second") as second:
-        second.execute(sql.SQL(
-            "INSERT INTO {} (time, received_at, dev_eui, deduplication_id, f_cnt, f_port,"
-            " data, event) VALUES (%s, %s, %s, %s, 1, 85, %s, %s)"
-        ).format(sql.Identifier("tenant_kappa", "uplinks")),
-            (at, at, AIR, dedup, b"\x00", Json({})))
+        kappa_uplink(second, at, dedup)
 
 
 def test_tenants_apply_copies_the_devices_of_a_member_on_another_server_there(

@@ -18,8 +18,6 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from psycopg import sql
-from psycopg.types.json import Json
 from typer.testing import CliRunner
 
 from hypervision import daemons, placement, replicas
@@ -29,12 +27,19 @@ from hypervision.superset.bundle import render
 from hypervision.superset.templates import load
 from hypervision.tenancy.spec import load_dir
 from tests.conftest import TENANTS, TEST_DATA, wait_for
-from tests.scale.conftest import SCALE_TENANTS, SECOND_PORT, TwoServers, write_servers_file
+from tests.scale.conftest import (
+    KAPPA_AIR,
+    SCALE_TENANTS,
+    SECOND_PORT,
+    TwoServers,
+    kappa_uplink,
+    write_servers_file,
+)
 
 pytestmark = pytest.mark.services
 
 REPLICA_PORT = SECOND_PORT + 1
-AIR = "9a9a9a9a9a9a0002"  # kappa's air sensor
+AIR = KAPPA_AIR
 
 
 @dataclass
@@ -180,11 +185,7 @@ def _write_uplink(settings: Settings, dedup: uuid.UUID) -> None:
     replica)."""
     now = dt.datetime.now(dt.UTC)
     with placement.connect_admin(settings, "second") as second:
-        second.execute(sql.SQL(
-            "INSERT INTO {} (time, received_at, dev_eui, deduplication_id, f_cnt, f_port,"
-            " data, event) VALUES (%s, %s, %s, %s, 1, 85, %s, %s)"
-        ).format(sql.Identifier("tenant_kappa", "uplinks")),
-            (now, now, AIR, dedup, b"\x00", Json({})))
+        kappa_uplink(second, now, dedup)
 
 
 def _delete_uplink(settings: Settings, dedup: uuid.UUID) -> None:

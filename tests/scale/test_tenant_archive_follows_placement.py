@@ -10,18 +10,15 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.types.json import Json
 
 from hypervision import archive, placement
 from hypervision.db import connect_admin
 from hypervision.tenancy.spec import load_dir
 from tests.public.members import remove_member
-from tests.scale.conftest import SCALE_TENANTS, TwoServers
+from tests.scale.conftest import SCALE_TENANTS, TwoServers, kappa_uplink
 
 pytestmark = pytest.mark.services
 
-AIR = "9a9a9a9a9a9a0002"
 
 
 def _uplinks(conn: psycopg.Connection[Any]) -> int:
@@ -36,13 +33,8 @@ def test_kappa_is_archived_from_its_server_and_restored_there(
     start = datetime(2025, 3, 1, tzinfo=UTC)
     with placement.connect_admin(settings, "second") as second:
         for minute in range(12):
-            at = start + timedelta(minutes=minute)
-            second.execute(sql.SQL(
-                "INSERT INTO {} (time, received_at, dev_eui, deduplication_id, f_cnt, f_port,"
-                " data, event) VALUES (%s, %s, %s, %s, %s, 85, %s, %s)"
-                " ON CONFLICT DO NOTHING").format(sql.Identifier("tenant_kappa", "uplinks")),
-                (at, at, AIR, uuid.uuid5(uuid.NAMESPACE_URL, f"hv-test:archive:{minute}"),
-                 minute, bytes([minute]), Json({"fCnt": minute})))
+            kappa_uplink(second, start + timedelta(minutes=minute),
+                         uuid.uuid5(uuid.NAMESPACE_URL, f"hv-test:archive:{minute}"), minute)
         held = _uplinks(second)
     assert held >= 12
 
