@@ -541,15 +541,9 @@ def _copy_member(conn: psycopg.Connection, work: Path, slug: str, schema: str,
         rows = _copy_table_out(conn, schema, table, columns, work / file, keys)
         tables.append({"name": table, "columns": columns, "rows": rows, "file": file})
     return {"slug": slug, "schema": schema, "migrations": versions, "tables": tables,
-            "sequences": _member_sequences(conn, schema), "instance": _instance(conn, schema)}
+            "sequences": _member_sequences(conn, schema),
+            "instance": dump.schema_instance(conn, schema).id}
 
-
-def _instance(conn: psycopg.Connection, schema: str) -> str:
-    """Which copy of the member's schema this is (tenant migration 2602)."""
-    row = conn.execute(sql.SQL("SELECT id::text FROM {}").format(
-        sql.Identifier(schema, dump.INSTANCE_TABLE))).fetchone()
-    assert row is not None  # the migration inserts its one row
-    return str(row[0])
 
 
 # Rotation -------------------------------------------------------------------------------
@@ -690,7 +684,7 @@ def restore_member(settings: Settings, archive: Archive, slug: str, *, log: Log 
                     sql.Identifier(schema, view)))
             # Triggers on again: the audit trail's own trigger chains the entry.
             conn.execute("SET LOCAL session_replication_role = origin")
-            if entry.get("instance") != _instance(conn, schema):
+            if entry.get("instance") != dump.schema_instance(conn, schema).id:
                 # Archived from another copy (before a move, or of a schema since made
                 # again): its transaction ids mean nothing here. Stamped again by their
                 # trigger, the rows count as new for the next incremental export.

@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 # Files are hashed block by block: a table's dump can be larger than memory.
 CHUNK = 1 << 20
@@ -47,6 +50,24 @@ def snapshot(conn: psycopg.Connection) -> Iterator[None]:
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         yield
+
+
+@dataclass(frozen=True)
+class Instance:
+    """Which copy of a member's schema this is (INSTANCE_TABLE): its id, how it arrived
+    (`created`, or `move` on a move's target) and since when."""
+
+    id: str
+    arrived: str
+    since: datetime
+
+
+def schema_instance(conn: psycopg.Connection, schema: str) -> Instance:
+    """The schema's copy, read through `conn` (its server)."""
+    row = conn.execute(sql.SQL("SELECT id::text, arrived, since FROM {}").format(
+        sql.Identifier(schema, INSTANCE_TABLE))).fetchone()
+    assert row is not None  # tenant migration 2602 inserts its one row
+    return Instance(*row)
 
 
 def schema_tables(conn: psycopg.Connection, schema: str) -> dict[str, list[tuple[str, str]]]:

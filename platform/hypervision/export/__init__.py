@@ -149,22 +149,7 @@ def device_names(conn: psycopg.Connection, schema: str) -> dict[str, str]:
     return {eui: name for eui, name in rows if name}
 
 
-@dataclass(frozen=True)
-class _Instance:
-    id: str
-    arrived: str
-    since: datetime
-
-
-def _instance(conn: psycopg.Connection, schema: str) -> _Instance:
-    """Which copy of the member's schema the export reads (tenant migration 2602)."""
-    row = conn.execute(sql.SQL("SELECT id::text, arrived, since FROM {}").format(
-        sql.Identifier(schema, dump.INSTANCE_TABLE))).fetchone()
-    assert row is not None  # the migration inserts its one row
-    return _Instance(*row)
-
-
-def _valid(given: cursors.Cursor, instance: _Instance,
+def _valid(given: cursors.Cursor, instance: dump.Instance,
            snapshot: cursors.Snapshot) -> cursors.Snapshot:
     """The cursor's snapshot, if its positions mean something in this copy of the schema;
     ExportError saying why and what to do otherwise."""
@@ -255,7 +240,7 @@ def open_export(
         row = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
         assert row is not None
         snapshot = cursors.Snapshot.parse(row[0])
-        instance = _instance(conn, schema)
+        instance = dump.schema_instance(conn, schema)
         since = None if given is None else _valid(given, instance, snapshot)
         if names is None and (kind == "measurements" or fmt != "jsonl"):
             names = device_names(conn, schema)

@@ -116,10 +116,7 @@ def _instance(conn: psycopg.Connection, provider: str) -> str:
     row = conn.execute("SELECT schema_name FROM hv.members WHERE slug = %s",
                        (provider,)).fetchone()
     assert row is not None  # an agreement's provider is a member
-    found = conn.execute(sql.SQL("SELECT id::text FROM {}").format(
-        sql.Identifier(row[0], dump.INSTANCE_TABLE))).fetchone()
-    assert found is not None  # the migration inserts its one row
-    return str(found[0])
+    return dump.schema_instance(conn, row[0]).id
 
 
 def _last_cursor(conn: psycopg.Connection, agreement: int,

@@ -63,22 +63,10 @@ class MoveResult:
 
 
 def _tables(conn: psycopg.Connection, schema: str) -> dict[str, list[str]]:
-    """The member's tables and their copied columns, in column order."""
-    rows = conn.execute(
-        """
-        SELECT c.relname, a.attname FROM pg_class c
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                            AND a.attgenerated = ''
-        WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND c.relname <> %s
-        ORDER BY c.relname, a.attnum
-        """, (schema, dump.INSTANCE_TABLE)).fetchall()
-    tables: dict[str, list[str]] = {}
-    for table, column in rows:
-        columns = tables.setdefault(table, [])
-        if column not in NOT_COPIED:
-            columns.append(column)
-    return tables
+    """The member's tables and their copied columns, in column order (the member data
+    hypervision.dump lists, as backups and archives copy it)."""
+    return {table: [column for column, _ in columns if column not in NOT_COPIED]
+            for table, columns in dump.schema_tables(conn, schema).items()}
 
 
 def _in_key_order(conn: psycopg.Connection, schema: str,
