@@ -65,6 +65,12 @@ def parse_day(value: str | None) -> dt.date | None:
         return None
 
 
+def local_today() -> dt.date:
+    """Today in the pages' time zone (TZ), whatever the server's own: from 23:00 UTC in
+    winter it is already tomorrow in Paris."""
+    return dt.datetime.now(TZ).date()
+
+
 def day_start(day: dt.date) -> dt.datetime:
     """Midnight of a local day, as an aware time."""
     return dt.datetime(day.year, day.month, day.day, tzinfo=TZ)

@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 
 from hypervision import audit, usage
 from hypervision.api.deps import Audit, MemberScope, State, forbidden
-from hypervision.console.pages.common import day_start, member_facts, parse_day
+from hypervision.console.pages.common import day_start, local_today, member_facts, parse_day
 from hypervision.console.session import ReadPage
 from hypervision.console.web import lang_of, render
 
@@ -73,7 +73,7 @@ def _entries(state: State, slug: str, action: str, actor: str, start: dt.datetim
 
 
 def _range(start: str, end: str) -> tuple[dt.date, dt.date]:
-    last = parse_day(end) or dt.date.today()
+    last = parse_day(end) or local_today()
     first = parse_day(start) or last - dt.timedelta(days=29)
     return first, last
 
@@ -109,7 +109,7 @@ def journal(
 def _retention(declared: dict[str, int], lang: str) -> list[dict[str, Any]]:
     """Per data class: how long it is kept, and from what date data goes at the next
     nightly run (hypervision.jobs.retention, 02:40 UTC)."""
-    today = dt.date.today()
+    today = local_today()
     out = []
     for data_class, days in sorted(declared.items()):
         fr, en = CLASS_NAMES.get(data_class, (data_class, data_class))
