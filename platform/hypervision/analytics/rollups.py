@@ -19,7 +19,8 @@ member, under a per-member advisory lock, in one transaction:
    (occupancy, thresholds, ICONE counts, hourly averages), waste (collections, each
    container's state); what the dashboards read is kept here, never computed at read
    time from raw readings;
-6. recompute gateway activity for the hours since the previous run (uplinks);
+6. recompute gateway activity and radio reception per device for the hours of the
+   uplinks stored since the previous run (by the same cursor as the measurements');
 7. store the new cursor. A failure rolls everything back; the next run starts again from
    the old cursor. Rows committed between steps 2 and 3 are read twice, which is
    harmless: a recomputation is idempotent;
@@ -49,7 +50,7 @@ from psycopg import sql
 from hypervision.analytics import air, health, rounds, waste, water
 from hypervision.analytics.config import MemberAnalytics
 from hypervision.analytics.members import Member, devices, sync
-from hypervision.analytics.series import HOUR, Range
+from hypervision.analytics.series import HOUR, Range, floor_hour
 from hypervision.export.cursor import Snapshot
 from hypervision.settings import Settings
 
@@ -58,9 +59,11 @@ UPLINKS = "uplinks"
 # Its row in rollup_state (with a watermark) says that the columns and tables derived
 # from the rollups by tenant migration 0063 were filled for the history before it.
 DERIVED = "derived:0063"
-# Uplinks are recomputed from the hour that was current this long before the last run:
-# they carry no cursor of their own here, and rarely arrive later than this.
+# A refresh that kept only a watermark for the uplinks (before they had their own cursor)
+# is followed by one that recomputes from the hour that was current this long before it.
 UPLINK_MARGIN = dt.timedelta(minutes=10)
+# Without a previous run, the hours of the uplinks of this last period are recomputed.
+FIRST_UPLINK_HOURS = dt.timedelta(days=8)
 
 
 @dataclass
@@ -361,15 +364,45 @@ def rederive(
 
 
 def _refresh_gateways(conn: psycopg.Connection, m: Member) -> int:
-    """Step 6: gateway activity from the hour of the previous run (less a margin) on."""
-    _, previous = _state(conn, m.schema, UPLINKS)
+    """Step 6: gateway activity and radio reception per device, for every hour that got
+    uplinks since the previous run (by their ingestion, like the measurements: a history
+    published late, an archive imported, is counted in its own hours). The first run,
+    or the first after an upgrade from the time-based refresh, takes the hours from the
+    previous run's (less a margin), or the last eight days (the health window)."""
+    old, previous = _state(conn, m.schema, UPLINKS)
+    new = current_snapshot(conn)
     row = conn.execute("SELECT now()").fetchone()
     assert row is not None
     now = row[0]
-    since = (previous or now - dt.timedelta(days=2)) - UPLINK_MARGIN
-    written = health.recompute_gateways(conn, m.schema, since, now + HOUR)
-    _save_state(conn, m.schema, UPLINKS, watermark=now)
+    if old is None:
+        since = previous - UPLINK_MARGIN if previous else now - FIRST_UPLINK_HOURS
+        ranges = [(floor_hour(since), now + HOUR)]
+    else:
+        condition, params = unseen(Snapshot.parse(old))
+        hours = [r[0] for r in conn.execute(
+            sql.SQL("SELECT DISTINCT time_bucket('1 hour', time) AS h FROM {}.uplinks"
+                    " WHERE ").format(sql.Identifier(m.schema)) + condition
+            + sql.SQL(" ORDER BY h"), params).fetchall()]
+        ranges = _runs(hours)
+    written = 0
+    for a, b in ranges:
+        written += health.recompute_gateways(conn, m.schema, a, b)
+        written += health.recompute_radio(conn, m.schema, a, b)
+    # The watermark: the hours before its own are complete (hv_operator's gateway
+    # activity reads the raw uplinks from it on).
+    _save_state(conn, m.schema, UPLINKS, snapshot=new, watermark=now)
     return written
+
+
+def _runs(hours: list[dt.datetime]) -> list[Range]:
+    """Sorted hour buckets as ranges of consecutive hours."""
+    out: list[Range] = []
+    for h in hours:
+        if out and out[-1][1] == h:
+            out[-1] = (out[-1][0], h + HOUR)
+        else:
+            out.append((h, h + HOUR))
+    return out
 
 
 def _keep_round(conn: psycopg.Connection, m: Member, config: MemberAnalytics,

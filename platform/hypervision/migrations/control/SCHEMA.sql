@@ -227,25 +227,39 @@ $$;
 CREATE FUNCTION hv_operator.gateway_activity_counts(p_hours integer) RETURNS TABLE(gateway_id text, uplinks bigint, members bigint, last_heard timestamp with time zone)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
+    AS $_$
 DECLARE
-    parts text[];
+    m record;
+    cut timestamptz;
+    since timestamptz := date_trunc('hour', now() - make_interval(hours => p_hours));
+    parts text[] := '{}';
 BEGIN
-    SELECT array_agg(format(
-        'SELECT g AS gateway_id, %L::text AS member, u.time'
-        ' FROM %I.uplinks u, unnest(u.gateways) g'
-        ' WHERE u.time >= now() - make_interval(hours => %s)',
-        m.slug, m.schema_name, p_hours))
-    INTO parts
-    FROM hv.members m JOIN pg_namespace n ON n.nspname = m.schema_name;
-    IF parts IS NULL THEN
+    FOR m IN
+        SELECT hm.slug, hm.schema_name
+        FROM hv.members hm JOIN pg_namespace n ON n.nspname = hm.schema_name
+        ORDER BY hm.slug
+    LOOP
+        -- Hours before the one of the last refresh are complete in gateway_hourly.
+        EXECUTE format('SELECT date_trunc(''hour'', watermark) FROM %I.rollup_state'
+                       ' WHERE stream = ''uplinks''', m.schema_name) INTO cut;
+        cut := greatest(coalesce(cut, since), since);
+        parts := parts || format(
+            'SELECT gateway_id, %1$L::text AS member, uplinks::bigint AS n,'
+            ' coalesce(last_heard, bucket) AS heard FROM %2$I.gateway_hourly'
+            ' WHERE bucket >= %3$L AND bucket < %4$L'
+            ' UNION ALL'
+            ' SELECT g, %1$L::text, 1, u.time FROM %2$I.uplinks u, unnest(u.gateways) g'
+            ' WHERE u.time >= %4$L',
+            m.slug, m.schema_name, since, cut);
+    END LOOP;
+    IF cardinality(parts) = 0 THEN
         RETURN;
     END IF;
     RETURN QUERY EXECUTE
-        'SELECT gateway_id, count(*), count(DISTINCT member), max(time) FROM ('
+        'SELECT gateway_id, sum(n)::bigint, count(DISTINCT member), max(heard) FROM ('
         || array_to_string(parts, ' UNION ALL ') || ') heard GROUP BY gateway_id';
 END
-$$;
+$_$;
 
 --
 -- Name: category_label(text); Type: FUNCTION; Schema: hv_shared; Owner: -

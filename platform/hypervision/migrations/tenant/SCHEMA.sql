@@ -598,6 +598,39 @@ CREATE VIEW tenant_member.dash_measurements AS
      LEFT JOIN ( VALUES ('water.index'::text,'Index (L)'::text), ('water.flow'::text,'Débit (L/h)'::text), ('fill.distance'::text,'Distance aux déchets (mm)'::text), ('fill.level'::text,'Remplissage (%)'::text), ('air.co2'::text,'CO₂ (ppm)'::text), ('air.temperature'::text,'Température (°C)'::text), ('air.humidity'::text,'Humidité (%)'::text), ('battery.level'::text,'Batterie (%)'::text), ('battery.voltage'::text,'Tension batterie (V)'::text), ('energy.active'::text,'Énergie active (Wh)'::text), ('power.active'::text,'Puissance active (W)'::text), ('lamp.dim'::text,'Gradation (%)'::text), ('lamp.on'::text,'Allumage'::text)) l(metric, label) ON ((l.metric = m.metric)));
 
 --
+-- Name: radio_hourly; Type: TABLE; Schema: tenant_member; Owner: -
+--
+
+CREATE TABLE tenant_member.radio_hourly (
+    dev_eui text NOT NULL,
+    bucket timestamp with time zone NOT NULL,
+    uplinks integer NOT NULL,
+    rssi_sum bigint,
+    rssi_n integer NOT NULL,
+    snr_sum double precision,
+    snr_n integer NOT NULL
+);
+
+--
+-- Name: dash_radio_hours; Type: VIEW; Schema: tenant_member; Owner: -
+--
+
+CREATE VIEW tenant_member.dash_radio_hours AS
+ SELECT r.bucket AS "time",
+    (r.bucket AT TIME ZONE 'Europe/Paris'::text) AS time_local,
+    r.dev_eui,
+    COALESCE(d.name, r.dev_eui) AS device_name,
+    d.category,
+    hv_shared.category_label(d.category) AS category_label,
+    r.uplinks,
+    r.rssi_sum,
+    r.rssi_n,
+    r.snr_sum,
+    r.snr_n
+   FROM (tenant_member.radio_hourly r
+     LEFT JOIN tenant_member.dash_devices d ON ((d.dev_eui = r.dev_eui)));
+
+--
 -- Name: uplinks; Type: TABLE; Schema: tenant_member; Owner: -
 --
 
@@ -1239,6 +1272,13 @@ ALTER TABLE ONLY tenant_member.gateway_hourly
     ADD CONSTRAINT gateway_hourly_pkey PRIMARY KEY (gateway_id, bucket);
 
 --
+-- Name: radio_hourly radio_hourly_pkey; Type: CONSTRAINT; Schema: tenant_member; Owner: -
+--
+
+ALTER TABLE ONLY tenant_member.radio_hourly
+    ADD CONSTRAINT radio_hourly_pkey PRIMARY KEY (dev_eui, bucket);
+
+--
 -- Name: rollup_daily rollup_daily_pkey; Type: CONSTRAINT; Schema: tenant_member; Owner: -
 --
 
@@ -1418,6 +1458,12 @@ CREATE INDEX measurements_metric_time_idx ON tenant_member.measurements USING bt
 --
 
 CREATE INDEX measurements_uplink_idx ON tenant_member.measurements USING btree (deduplication_id);
+
+--
+-- Name: radio_hourly_bucket_idx; Type: INDEX; Schema: tenant_member; Owner: -
+--
+
+CREATE INDEX radio_hourly_bucket_idx ON tenant_member.radio_hourly USING btree (bucket);
 
 --
 -- Name: rollup_daily_metric_idx; Type: INDEX; Schema: tenant_member; Owner: -
@@ -1753,6 +1799,18 @@ GRANT SELECT ON TABLE tenant_member.dash_lighting_hours TO member_reader;
 --
 
 GRANT SELECT ON TABLE tenant_member.dash_measurements TO member_reader;
+
+--
+-- Name: TABLE radio_hourly; Type: ACL; Schema: tenant_member; Owner: -
+--
+
+GRANT SELECT ON TABLE tenant_member.radio_hourly TO member_reader;
+
+--
+-- Name: TABLE dash_radio_hours; Type: ACL; Schema: tenant_member; Owner: -
+--
+
+GRANT SELECT ON TABLE tenant_member.dash_radio_hours TO member_reader;
 
 --
 -- Name: TABLE uplinks; Type: ACL; Schema: tenant_member; Owner: -
