@@ -8,9 +8,11 @@ Run: `.venv/bin/python -m bench.dashboards [--devices 40000 --days 30]` (bench/R
 2. Readings are generated straight into the member tables with INSERT ... SELECT
    generate_series (no MQTT): `--days` days of measurements (water index; fill level and
    distance; CO2, temperature and humidity; a daily battery level: about 90 million rows
-   for 40,000 devices over 30 days), a day of raw uplinks, the device state, hourly
-   rollups over the same days and a year (`--rollup-days`) of daily rollups and daily
-   water consumption (in day order, as the refresh job writes it). The secondary indexes
+   for 40,000 devices over 30 days), a week of raw uplinks (heard by 40 gateways, half of
+   them by two) with their hourly gateway activity and radio reception, the device state,
+   hourly rollups over the same days and a year (`--rollup-days`) of daily rollups and
+   daily water consumption (in day order, as the refresh job writes it), a month of
+   ingestion counters (hv.ingest_outcomes, the operator's usage). The secondary indexes
    are dropped during the load and rebuilt after it (the same definitions), as a bulk
    load would. Then the refresh job's own code derives the rest, as it would for the
    member: the containers' collections from their readings, and what it computes from
@@ -49,7 +51,7 @@ from typing import Any
 
 from bench import harness
 
-MIX = {"water": 0.75, "waste": 0.15, "air": 0.10}
+MIX = {"water": 0.73, "waste": 0.15, "air": 0.10, "lighting": 0.02}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,8 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def member_mix(devices: int, members: int) -> dict[str, int]:
     per = devices // members
-    waste, air = round(per * MIX["waste"]), round(per * MIX["air"])
-    return {"water": per - waste - air, "waste": waste, "air": air}
+    waste, air, lighting = (round(per * MIX[k]) for k in ("waste", "air", "lighting"))
+    return {"water": per - waste - air - lighting, "waste": waste, "air": air,
+            "lighting": lighting}
 
 
 # Per-device constants derived from the DevEUI, stable across statements.
@@ -130,6 +133,26 @@ FROM bench_devs d,
 WHERE d.category = 'air'
 """
 
+# Lighting cabinets, every 20 minutes: lamps on from 18:00 to 07:00 local time (one in
+# ten also by day, a faulty clock), power when on, and the cumulative energy counter.
+LIGHTING_SQL = """
+INSERT INTO {s}.measurements (time, dev_eui, metric, value, unit, deduplication_id)
+SELECT l.t, d.dev_eui, x.metric, x.value, x.unit, gen_random_uuid()
+FROM bench_devs d,
+     generate_series(%(t0)s::timestamptz, %(t1)s::timestamptz - interval '20 minutes',
+                     interval '20 minutes') ts,
+     LATERAL (SELECT ts + make_interval(secs => d.h %% 1200) AS t,
+                     (d.h %% 10 = 0 OR extract(hour FROM ts AT TIME ZONE 'Europe/Paris')
+                                       NOT BETWEEN 7 AND 17)::int AS lit,
+                     (d.h %% 100000) * 100.0
+                         + floor(extract(epoch FROM ts - %(origin)s) / 1200)
+                           * (100 + d.h %% 400) * 0.55 AS wh) l,
+     LATERAL (VALUES ('lamp.on', l.lit::float8, 'bool'),
+                     ('power.active', l.lit * (300.0 + d.h %% 1200), 'W'),
+                     ('energy.active', l.wh, 'Wh')) x(metric, value, unit)
+WHERE d.category = 'lighting'
+"""
+
 BATTERY_SQL = """
 INSERT INTO {s}.measurements (time, dev_eui, metric, value, unit, deduplication_id)
 SELECT ts + make_interval(secs => d.h %% 86400), d.dev_eui, 'battery.level',
@@ -146,12 +169,28 @@ INSERT INTO {s}.uplinks (time, received_at, dev_eui, deduplication_id, f_cnt, f_
 SELECT ts + make_interval(secs => d.h %% i.s), ts + make_interval(secs => d.h %% i.s + 1),
        d.dev_eui, gen_random_uuid(), row_number() OVER (PARTITION BY d.dev_eui ORDER BY ts),
        85, 5, '\\x0175'::bytea, -120 + d.h %% 70, -10 + (d.h %% 200) / 10.0, 1 + d.h %% 2,
-       ARRAY['0016c001f153a14c'], 'builtin', '{{}}'::json
+       CASE WHEN d.h %% 2 = 0 THEN ARRAY[lpad(to_hex(d.h %% 40), 16, '0016c001f153a0')]
+            ELSE ARRAY[lpad(to_hex(d.h %% 40), 16, '0016c001f153a0'),
+                       lpad(to_hex((d.h + 1) %% 40), 16, '0016c001f153a0')] END,
+       'builtin', '{{}}'::json
 FROM bench_devs d
 JOIN (VALUES ('water', 3600), ('waste', 1800), ('air', 600)) i(category, s)
      USING (category),
      LATERAL generate_series(%(u0)s::timestamptz, %(t1)s::timestamptz
                              - make_interval(secs => i.s), make_interval(secs => i.s)) ts
+"""
+
+# The ingestion counters of a month (the operator's usage charts): per member and day,
+# the uplinks of its devices stored, a few duplicates and failures, status events.
+OUTCOMES_SQL = """
+INSERT INTO hv.ingest_outcomes (day, member_slug, event_type, outcome, events, bytes)
+SELECT d::date, m, o.event_type, o.outcome, o.events, o.events * 60
+FROM unnest(%(members)s::text[]) m,
+     generate_series(%(t0)s::timestamptz, %(t1)s::timestamptz - interval '1 day',
+                     interval '1 day') d,
+     (VALUES ('up', 'stored', 195000), ('up', 'duplicate', 2000), ('up', 'decode_failed', 40),
+             ('up', 'unknown_device', 15), ('up', 'rejected', 5), ('status', 'stored', 5000),
+             ('join', 'stored', 30)) o(event_type, outcome, events)
 """
 
 STATE_SQL = """
@@ -196,17 +235,36 @@ SELECT day::date, d.dev_eui, x.metric, x.n, x.lo, x.hi, x.n * (x.lo + x.hi) / 2,
        day, day + interval '23 hours'
 FROM bench_devs d
 JOIN (VALUES ('water', 'water.index', 24), ('waste', 'fill.level', 48),
-             ('air', 'air.co2', 144)) k(category, metric, n) USING (category),
+             ('air', 'air.co2', 144), ('lighting', 'energy.active', 72))
+     k(category, metric, n) USING (category),
      generate_series(%(r0)s::date, %(r1)s::date - 1, interval '1 day') day,
      LATERAL (SELECT k.metric, k.n,
                      CASE k.category WHEN 'water'
                           THEN (d.h %% 100000) * 10.0
                                + (day::date - %(r0)s::date) * 24 * (4 + d.h %% 30)
+                          WHEN 'lighting'
+                          THEN (d.h %% 100000) * 100.0
+                               + (day::date - %(r0)s::date) * 72 * (100 + d.h %% 400) * 0.55
                           WHEN 'waste' THEN 0 ELSE 420 END::float8 AS lo,
                      CASE k.category WHEN 'water'
                           THEN (d.h %% 100000) * 10.0 + (day::date - %(r0)s::date + 1) * 24
                                * (4 + d.h %% 30)
+                          WHEN 'lighting'
+                          THEN (d.h %% 100000) * 100.0
+                               + (day::date - %(r0)s::date + 1) * 72 * (100 + d.h %% 400) * 0.55
                           WHEN 'waste' THEN 100 ELSE 1500 END::float8 AS hi) x
+"""
+
+# The daily battery levels of the data's days, from their readings (the battery
+# forecast reads a month of them).
+BATTERY_DAILY_SQL = """
+INSERT INTO {s}.rollup_daily (day, dev_eui, metric, n, min, max, sum, first, last,
+                              first_time, last_time)
+SELECT (time AT TIME ZONE 'Europe/Paris')::date, dev_eui, metric, count(*), min(value),
+       max(value), sum(value), first(value, time), last(value, time), min(time), max(time)
+FROM {s}.measurements
+WHERE metric = 'battery.level' AND time >= %(t0)s AND time < %(t1)s
+GROUP BY 1, 2, 3
 """
 
 # In day order, as the refresh job writes them (a day at a time, every meter).
@@ -258,7 +316,10 @@ GROUP BY 1, 2
 
 TABLES = ("measurements", "uplinks", "device_state", "rollup_hourly", "rollup_daily",
           "water_hourly", "water_daily", "water_monthly", "water_nights", "air_hourly",
-          "air_daily", "waste_collections", "waste_containers", "analytics_devices")
+          "air_daily", "waste_collections", "waste_containers", "analytics_devices",
+          "gateway_hourly", "radio_hourly")
+# Days of raw uplinks, up to the end of the data: the health dashboard's week.
+UPLINK_DAYS = 7
 
 
 def table_exists(conn: Any, schema: str, table: str) -> bool:
@@ -290,7 +351,7 @@ def load(settings: Any, specs: list[Any], args: argparse.Namespace,
     t0 = t1 - timedelta(days=args.days)
     r1 = t1.date()
     r0 = r1 - timedelta(days=args.rollup_days)
-    params = {"t0": t0, "t1": t1, "u0": t1 - timedelta(days=1), "origin": t0 - timedelta(
+    params = {"t0": t0, "t1": t1, "u0": t1 - timedelta(days=UPLINK_DAYS), "origin": t0 - timedelta(
         days=365), "r0": r0, "r1": r1}
     timings: dict[str, float] = {}
 
@@ -320,7 +381,8 @@ def load(settings: Any, specs: list[Any], args: argparse.Namespace,
                 nxt = min(week + timedelta(days=7), t1)
                 values = {**params, "t0": week, "t1": nxt}
                 for label, text in (("water", WATER_SQL), ("waste", WASTE_SQL),
-                                    ("air", AIR_SQL), ("battery", BATTERY_SQL)):
+                                    ("air", AIR_SQL), ("lighting", LIGHTING_SQL),
+                                    ("battery", BATTERY_SQL)):
                     timed(f"measurements {label}", conn, sql.SQL(text).format(s=s), values)
                 week = nxt
             started = time.monotonic()
@@ -328,7 +390,12 @@ def load(settings: Any, specs: list[Any], args: argparse.Namespace,
                 conn.execute(definition)
             timings["measurements indexes"] = timings.get("measurements indexes", 0.0) + \
                 time.monotonic() - started
-            timed("uplinks (1 day)", conn, sql.SQL(UPLINKS_SQL).format(s=s), params)
+            timed(f"uplinks ({UPLINK_DAYS} days)", conn, sql.SQL(UPLINKS_SQL).format(s=s),
+                  params)
+            started = time.monotonic()
+            radio(conn, spec.name, params["u0"], t1)
+            timings["gateway_hourly, radio_hourly (refresh code)"] = timings.get(
+                "gateway_hourly, radio_hourly (refresh code)", 0.0) + time.monotonic() - started
             timed("device_state", conn, sql.SQL(STATE_SQL).format(s=s), params)
             for table, text in (("rollup_hourly", HOURLY_SQL), ("rollup_hourly", WATER_ROLLUP_SQL),
                                 ("air_hourly", AIR_HOURLY_SQL),
@@ -340,7 +407,8 @@ def load(settings: Any, specs: list[Any], args: argparse.Namespace,
                         timed(table, conn, sql.SQL(text).format(s=s),
                               {**params, "t0": week, "t1": nxt})
                         week = nxt
-            for table, text in (("rollup_daily", DAILY_SQL), ("water_daily", WATER_DAILY_SQL)):
+            for table, text in (("rollup_daily", DAILY_SQL), ("rollup_daily", BATTERY_DAILY_SQL),
+                                ("water_daily", WATER_DAILY_SQL)):
                 if table_exists(conn, spec.schema, table):
                     timed(table, conn, sql.SQL(text).format(s=s), params)
             if table_exists(conn, spec.schema, "analytics_devices"):
@@ -355,6 +423,11 @@ def load(settings: Any, specs: list[Any], args: argparse.Namespace,
                 derive(conn, spec.name, t0, t1)
                 timings["derived (refresh code)"] = timings.get(
                     "derived (refresh code)", 0.0) + time.monotonic() - started
+        started = time.monotonic()
+        slugs = [spec.name for spec in specs]
+        conn.execute("DELETE FROM hv.ingest_outcomes WHERE member_slug = ANY(%s)", (slugs,))
+        conn.execute(OUTCOMES_SQL, {**params, "members": slugs})
+        timings["ingest_outcomes"] = time.monotonic() - started
         print("  vacuuming and analysing", flush=True)
         started = time.monotonic()
         for spec in specs:
@@ -364,6 +437,26 @@ def load(settings: Any, specs: list[Any], args: argparse.Namespace,
                         sql.Identifier(spec.schema), sql.Identifier(table)))
         timings["vacuum analyze"] = time.monotonic() - started
     return {k: round(v, 1) for k, v in timings.items()}
+
+
+def radio(conn: Any, slug: str, u0: datetime, t1: datetime) -> None:
+    """Gateway activity and radio reception per device and hour, from the raw uplinks, by
+    the refresh job's own code, and its watermark at the end of the data, as a refresh
+    at that time would leave it (hv_operator.gateway_activity_counts reads the raw
+    uplinks after it)."""
+    from psycopg import sql
+
+    from hypervision.analytics import health, members, rollups
+
+    m = members.member(conn, slug)
+    with conn.transaction():
+        health.recompute_gateways(conn, m.schema, u0, t1)
+        if table_exists(conn, m.schema, "radio_hourly"):
+            health.recompute_radio(conn, m.schema, u0, t1)
+        conn.execute(
+            sql.SQL("INSERT INTO {}.rollup_state (stream, watermark) VALUES (%s, %s)"
+                    " ON CONFLICT (stream) DO UPDATE SET watermark = excluded.watermark").format(
+                sql.Identifier(m.schema)), (rollups.UPLINKS, t1))
 
 
 def derive(conn: Any, slug: str, t0: datetime, t1: datetime) -> None:
@@ -532,8 +625,6 @@ OPERATOR_QUERIES = [
     Query("operator: device health counts per member", "hv_operator.device_health_counts()",
           "SELECT * FROM hv_operator.device_health_counts()",
           needs="hv_operator.device_health_per_member"),
-    Query("operator: measurements in the last hour per member", "usage / cost sharing",
-          "{union}"),
 ]
 
 
@@ -770,17 +861,13 @@ def run_queries(settings: Any, specs: list[Any], args: argparse.Namespace,
 
             results.append(_measure(conn, q, text, {"end": end}, draw, args.repeat))
     with connect_admin(settings) as conn:
-        union = sql.SQL(" UNION ALL ").join(
-            sql.SQL("SELECT {m}, count(*) FROM {s}.measurements"
-                    " WHERE time >= %(end)s - interval '1 hour'").format(
-                m=sql.Literal(s.name), s=sql.Identifier(s.schema)) for s in specs)
         for q in [*OPERATOR_QUERIES, *operator_charts]:
             if q.needs and not conn.execute("SELECT to_regclass(%s) IS NOT NULL",
                                             (q.needs,)).fetchone()[0]:
                 results.append({"query": q.name, "source": q.source, "chart": q.chart or None,
                                 "skipped": f"no {q.needs}"})
                 continue
-            text = union if q.text == "{union}" else sql.SQL(q.text).format(  # type: ignore[arg-type]
+            text = sql.SQL(q.text).format(  # type: ignore[arg-type]
                 time_filter=time_filter(q, end))
             results.append(_measure(conn, q, text, {"end": end}, dict, args.repeat))
     return results
@@ -920,7 +1007,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     specs = fleet("bench_dash_", 0xD1, args.members, mix)
     marker = settings.data_dir / "dashboards-data.json"
     wanted = {"devices": args.devices, "members": args.members, "days": args.days,
-              "rollup_days": args.rollup_days, "mix": mix}
+              "rollup_days": args.rollup_days, "mix": mix, "uplink_days": UPLINK_DAYS}
     try:
         loaded = json.loads(marker.read_text(encoding="utf-8")) if marker.exists() else {}
         if args.reload or loaded.get("parameters") != wanted:

@@ -1,8 +1,9 @@
 """Benchmark fleets, declared as tenant specs like any member (hypervision.tenancy.spec).
 
-Three demo models stand for a département's sensors: a pulse counter on a water meter,
-a fill-level sensor on a drop-off container, a CO2 sensor in a classroom. Each has its
-usual reporting interval: hourly, every 30 minutes, every 10 minutes.
+Four demo models stand for a département's sensors: a pulse counter on a water meter,
+a fill-level sensor on a drop-off container, a CO2 sensor in a classroom, a controller
+in a public lighting cabinet. Each has its usual reporting interval: hourly, every 30
+minutes, every 10 minutes, every 20 minutes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class Kind:
 WATER = Kind("water", "milesight-em300-di", "water-consumption", {"litres_per_pulse": "10"}, 3600)
 WASTE = Kind("waste", "milesight-em400-mud", "waste-fill", {"container_depth_mm": "1500"}, 1800)
 AIR = Kind("air", "milesight-am103", "indoor-air", {}, 600)
-KINDS = {k.category: k for k in (WATER, WASTE, AIR)}
+LIGHTING = Kind("lighting", "milesight-ws558", "lighting", {}, 1200)
+KINDS = {k.category: k for k in (WATER, WASTE, AIR, LIGHTING)}
 
 
 def dev_eui(code: int, member: int, index: int) -> str:
