@@ -317,7 +317,7 @@ GROUP BY 1, 2
 TABLES = ("measurements", "uplinks", "device_state", "rollup_hourly", "rollup_daily",
           "water_hourly", "water_daily", "water_monthly", "water_nights", "air_hourly",
           "air_daily", "waste_collections", "waste_containers", "analytics_devices",
-          "gateway_hourly", "radio_hourly")
+          "gateway_hourly", "radio_daily")
 # Days of raw uplinks, up to the end of the data: the health dashboard's week.
 UPLINK_DAYS = 7
 
@@ -394,8 +394,8 @@ def load(settings: Any, specs: list[Any], args: argparse.Namespace,
                   params)
             started = time.monotonic()
             radio(conn, spec.name, params["u0"], t1)
-            timings["gateway_hourly, radio_hourly (refresh code)"] = timings.get(
-                "gateway_hourly, radio_hourly (refresh code)", 0.0) + time.monotonic() - started
+            timings["gateway_hourly, radio_daily (refresh code)"] = timings.get(
+                "gateway_hourly, radio_daily (refresh code)", 0.0) + time.monotonic() - started
             timed("device_state", conn, sql.SQL(STATE_SQL).format(s=s), params)
             for table, text in (("rollup_hourly", HOURLY_SQL), ("rollup_hourly", WATER_ROLLUP_SQL),
                                 ("air_hourly", AIR_HOURLY_SQL),
@@ -440,19 +440,23 @@ def load(settings: Any, specs: list[Any], args: argparse.Namespace,
 
 
 def radio(conn: Any, slug: str, u0: datetime, t1: datetime) -> None:
-    """Gateway activity and radio reception per device and hour, from the raw uplinks, by
-    the refresh job's own code, and its watermark at the end of the data, as a refresh
-    at that time would leave it (hv_operator.gateway_activity_counts reads the raw
-    uplinks after it)."""
+    """Gateway activity per hour and radio reception per device and local day, from the
+    raw uplinks, by the refresh job's own code, and its watermark at the end of the data,
+    as a refresh at that time would leave it (hv_operator.gateway_activity_counts reads
+    the raw uplinks after it)."""
+    from zoneinfo import ZoneInfo
+
     from psycopg import sql
 
     from hypervision.analytics import health, members, rollups
 
     m = members.member(conn, slug)
+    zone = members.sync(conn, m).timezone
     with conn.transaction():
         health.recompute_gateways(conn, m.schema, u0, t1)
-        if table_exists(conn, m.schema, "radio_hourly"):
-            health.recompute_radio(conn, m.schema, u0, t1)
+        if table_exists(conn, m.schema, "radio_daily"):
+            health.recompute_radio(conn, m.schema, u0.astimezone(ZoneInfo(zone)).date(),
+                                   t1.astimezone(ZoneInfo(zone)).date(), zone)
         conn.execute(
             sql.SQL("INSERT INTO {}.rollup_state (stream, watermark) VALUES (%s, %s)"
                     " ON CONFLICT (stream) DO UPDATE SET watermark = excluded.watermark").format(

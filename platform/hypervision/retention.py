@@ -76,7 +76,7 @@ TABLES: tuple[RetainedTable, ...] = (
     RetainedTable("water_daily", "class", "day"),
     RetainedTable("water_events", "class"),
     RetainedTable("air_hourly", "class", "bucket"),
-    RetainedTable("radio_hourly", "class", "bucket"),
+    RetainedTable("radio_daily", "class", "day"),
     RetainedTable("waste_collections", "class"),
     # Kept by the refresh job from the tables above (migrations/tenant/0063_*): a meter's
     # nights, a container's state at its latest reading.

@@ -132,30 +132,35 @@ def test_silences_on_the_dashboards_are_never_negative(
     assert never == (None,)
 
 
-def test_radio_hours_and_the_operators_gateway_activity(
+def test_radio_days_and_the_operators_gateway_activity(
     member_db: psycopg.Connection[Any], asettings: Settings
 ) -> None:
-    """The refresh keeps each device's uplinks, RSSI and SNR per hour (radio_hourly, what
-    the health dashboard's week reads); the operator's gateway activity over 24 hours
+    """The refresh keeps each device's uplinks, RSSI and SNR per local day (radio_daily,
+    what the health dashboard's week reads); the operator's gateway activity over 24 hours
     reads the members' gateway_hourly before the hour of their last refresh and the raw
     uplinks after it, each uplink counted once."""
     admin = member_db
     now = admin.execute("SELECT now()").fetchone()[0]
     five = now - dt.timedelta(hours=5)
-    _uplink(admin, CHATTY, five, 1, rssi=-90, snr=4.0, gateways=("gw-a", "gw-b"))
-    _uplink(admin, CHATTY, five + dt.timedelta(minutes=1), 2, rssi=-100, snr=6.0,
-            gateways=("gw-a",))
+    _uplink(admin, CHATTY, five, 1, gateways=("gw-a", "gw-b"))
+    _uplink(admin, CHATTY, five + dt.timedelta(minutes=1), 2, gateways=("gw-a",))
     _uplink(admin, CHATTY, now - dt.timedelta(hours=30), 3, gateways=("gw-a",))
     # In the hour of the refresh: in its hour row and in the raw uplinks read after it.
     _uplink(admin, CHATTY, now, 4, gateways=("gw-c",))
+    # Two uplinks of another device within one hour, so one local day.
+    heard = five.replace(minute=10, second=0, microsecond=0)
+    _uplink(admin, BATTERY, heard, 1, rssi=-90, snr=4.0, gateways=("gw-a",))
+    _uplink(admin, BATTERY, heard + dt.timedelta(minutes=1), 2, rssi=-100, snr=6.0,
+            gateways=("gw-a",))
     refresh(admin, asettings)
 
-    hours = admin.execute(
-        f"SELECT time, uplinks, rssi_sum::float / rssi_n, snr_sum / snr_n"
-        f" FROM {SCHEMA}.dash_radio_hours WHERE dev_eui = %s ORDER BY time", (CHATTY,)
-    ).fetchall()
-    assert [(h[1], h[2], h[3]) for h in hours][-2] == (2, -95.0, 5.0)
-    assert hours[-2][0] == five.replace(minute=0, second=0, microsecond=0)
+    day = heard.astimezone(ZoneInfo("Europe/Paris")).date()
+    assert admin.execute(
+        f"SELECT day, uplinks, rssi_sum::float / rssi_n, snr_sum / snr_n"
+        f" FROM {SCHEMA}.dash_radio_days WHERE dev_eui = %s", (BATTERY,)
+    ).fetchall() == [(dt.datetime.combine(day, dt.time()), 2, -95.0, 5.0)]
+    assert admin.execute(f"SELECT sum(uplinks) FROM {SCHEMA}.radio_daily"
+                         " WHERE dev_eui = %s", (CHATTY,)).fetchone() == (4,)
 
     # Heard after the refresh: in no hour row yet, counted from the raw uplinks.
     late = now - dt.timedelta(minutes=1)
@@ -163,21 +168,23 @@ def test_radio_hours_and_the_operators_gateway_activity(
     activity = {r[0]: r[1:] for r in admin.execute(
         "SELECT gateway_id, uplinks, members, last_heard"
         " FROM hv_operator.gateway_activity_counts(24)").fetchall()}
-    assert activity == {"gw-a": (2, 1, five + dt.timedelta(minutes=1)),
+    last_a = max(five, heard) + dt.timedelta(minutes=1)
+    assert activity == {"gw-a": (4, 1, last_a),
                         "gw-b": (2, 1, late), "gw-c": (1, 1, now)}
     # The hours before the refresh's come from gateway_hourly, not from the uplinks.
     admin.execute(f"UPDATE {SCHEMA}.gateway_hourly SET uplinks = uplinks + 10"
-                  " WHERE gateway_id = 'gw-a' AND bucket = %s", (hours[-2][0],))
+                  " WHERE gateway_id = 'gw-a' AND bucket = %s",
+                  (five.replace(minute=0, second=0, microsecond=0),))
     assert admin.execute("SELECT uplinks FROM hv_operator.gateway_activity_counts(24)"
-                         " WHERE gateway_id = 'gw-a'").fetchone() == (12,)
+                         " WHERE gateway_id = 'gw-a'").fetchone() == (14,)
 
 
 def test_uplinks_stored_late_are_counted_in_their_own_hours(
     member_db: psycopg.Connection[Any], asettings: Settings
 ) -> None:
-    """The hours of gateway activity and radio reception follow the uplinks' ingestion, not
-    their time: a history published after a refresh (the demo's, a gateway's backlog) is
-    counted in its hours by the next refresh."""
+    """The hours of gateway activity and the days of radio reception follow the uplinks'
+    ingestion, not their time: a history published after a refresh (the demo's, a
+    gateway's backlog) is counted in its hours and days by the next refresh."""
     admin = member_db
     now = admin.execute("SELECT now()").fetchone()[0]
     _uplink(admin, CHATTY, now - dt.timedelta(minutes=2), 1, gateways=("gw-a",))
@@ -187,13 +194,13 @@ def test_uplinks_stored_late_are_counted_in_their_own_hours(
     _uplink(admin, CHATTY, old + dt.timedelta(minutes=20), 3, rssi=-113, gateways=("gw-z",))
     refresh(admin, asettings)
 
-    hour = old.replace(minute=0)
+    day = old.astimezone(ZoneInfo("Europe/Paris")).date()
     assert admin.execute(
-        f"SELECT uplinks, rssi_sum, rssi_n FROM {SCHEMA}.radio_hourly"
-        " WHERE dev_eui = %s AND bucket = %s", (CHATTY, hour)).fetchone() == (2, -224, 2)
+        f"SELECT uplinks, rssi_sum, rssi_n FROM {SCHEMA}.radio_daily"
+        " WHERE dev_eui = %s AND day = %s", (CHATTY, day)).fetchone() == (2, -224, 2)
     assert admin.execute(
         f"SELECT uplinks, devices, last_heard FROM {SCHEMA}.gateway_hourly"
         " WHERE gateway_id = 'gw-z'").fetchall() == [(2, 1, old + dt.timedelta(minutes=20))]
     # Refreshing again with nothing new changes nothing.
     refresh(admin, asettings)
-    assert admin.execute(f"SELECT sum(uplinks) FROM {SCHEMA}.radio_hourly").fetchone() == (3,)
+    assert admin.execute(f"SELECT sum(uplinks) FROM {SCHEMA}.radio_daily").fetchone() == (3,)

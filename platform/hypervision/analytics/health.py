@@ -11,8 +11,8 @@
 - Radio trend: mean RSSI and SNR of the best gateway, and their least-squares slope per
   day over the window (a falling slope: an antenna moved, a new obstacle, a tired
   battery).
-- Radio: uplinks, RSSI and SNR per device and hour (radio_hourly, refreshed with the
-  rollups), what the health dashboard's charts over a week read.
+- Radio: uplinks, RSSI and SNR per device and local day (radio_daily, refreshed with
+  the rollups), what the health dashboard's charts over a week read.
 - Gateways: uplinks per gateway and hour (gateway_hourly, refreshed with the rollups);
   a gateway that heard the member's devices during the window but nothing during the
   last `health.gateway_silent_minutes` has stopped hearing.
@@ -61,26 +61,26 @@ def recompute_gateways(
 
 
 def recompute_radio(
-    conn: psycopg.Connection, schema: str, since: dt.datetime, until: dt.datetime
+    conn: psycopg.Connection, schema: str, first: dt.date, last: dt.date, timezone: str
 ) -> int:
-    """Rewrite radio_hourly for the hours from `since` (floored) to `until`: per device
-    and hour, the uplinks received and the sums and counts of their RSSI and SNR."""
+    """Rewrite radio_daily for the local days `first` to `last` (included): per device and
+    day, the uplinks received and the sums and counts of their RSSI and SNR."""
     s = sql.Identifier(schema)
-    params = {"a": floor_hour(since), "b": until}
+    params = {"a": first, "b": last, "tz": timezone}
     conn.execute(
-        sql.SQL("DELETE FROM {s}.radio_hourly WHERE bucket >= %(a)s AND bucket < %(b)s").format(
-            s=s),
+        sql.SQL("DELETE FROM {s}.radio_daily WHERE day >= %(a)s AND day <= %(b)s").format(s=s),
         params,
     )
     return conn.execute(
         sql.SQL(
             """
-            INSERT INTO {s}.radio_hourly (dev_eui, bucket, uplinks, rssi_sum, rssi_n,
-                                          snr_sum, snr_n)
-            SELECT dev_eui, time_bucket('1 hour', time), count(*), sum(rssi), count(rssi),
-                   sum(snr), count(snr)
+            INSERT INTO {s}.radio_daily (dev_eui, day, uplinks, rssi_sum, rssi_n, snr_sum,
+                                         snr_n)
+            SELECT dev_eui, (time AT TIME ZONE %(tz)s)::date, count(*), sum(rssi),
+                   count(rssi), sum(snr), count(snr)
             FROM {s}.uplinks
-            WHERE time >= %(a)s AND time < %(b)s
+            WHERE time >= %(a)s::timestamp AT TIME ZONE %(tz)s
+              AND time < (%(b)s::date + 1)::timestamp AT TIME ZONE %(tz)s
             GROUP BY 1, 2
             """
         ).format(s=s),

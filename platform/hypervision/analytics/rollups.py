@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
@@ -64,6 +65,7 @@ DERIVED = "derived:0063"
 UPLINK_MARGIN = dt.timedelta(minutes=10)
 # Without a previous run, the hours of the uplinks of this last period are recomputed.
 FIRST_UPLINK_HOURS = dt.timedelta(days=8)
+MICROSECOND = dt.timedelta(microseconds=1)
 
 
 @dataclass
@@ -363,12 +365,13 @@ def rederive(
     return written
 
 
-def _refresh_gateways(conn: psycopg.Connection, m: Member) -> int:
-    """Step 6: gateway activity and radio reception per device, for every hour that got
-    uplinks since the previous run (by their ingestion, like the measurements: a history
-    published late, an archive imported, is counted in its own hours). The first run,
-    or the first after an upgrade from the time-based refresh, takes the hours from the
-    previous run's (less a margin), or the last eight days (the health window)."""
+def _refresh_gateways(conn: psycopg.Connection, m: Member, timezone: str) -> int:
+    """Step 6: gateway activity per hour and radio reception per device and local day,
+    for every hour that got uplinks since the previous run (by their ingestion, like the
+    measurements: a history published late, an archive imported, is counted in its own
+    hours and days). The first run, or the first after an upgrade from the time-based
+    refresh, takes the hours from the previous run's (less a margin), or the last eight
+    days (the health window)."""
     old, previous = _state(conn, m.schema, UPLINKS)
     new = current_snapshot(conn)
     row = conn.execute("SELECT now()").fetchone()
@@ -385,13 +388,31 @@ def _refresh_gateways(conn: psycopg.Connection, m: Member) -> int:
             + sql.SQL(" ORDER BY h"), params).fetchall()]
         ranges = _runs(hours)
     written = 0
+    zone = ZoneInfo(timezone)
+    days: set[dt.date] = set()
     for a, b in ranges:
         written += health.recompute_gateways(conn, m.schema, a, b)
-        written += health.recompute_radio(conn, m.schema, a, b)
+        day, last = a.astimezone(zone).date(), (b - MICROSECOND).astimezone(zone).date()
+        while day <= last:
+            days.add(day)
+            day += dt.timedelta(days=1)
+    for first, last_day in _day_runs(sorted(days)):
+        written += health.recompute_radio(conn, m.schema, first, last_day, timezone)
     # The watermark: the hours before its own are complete (hv_operator's gateway
     # activity reads the raw uplinks from it on).
     _save_state(conn, m.schema, UPLINKS, snapshot=new, watermark=now)
     return written
+
+
+def _day_runs(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Sorted days as (first, last) of consecutive days."""
+    out: list[tuple[dt.date, dt.date]] = []
+    for d in days:
+        if out and out[-1][1] + dt.timedelta(days=1) == d:
+            out[-1] = (out[-1][0], d)
+        else:
+            out.append((d, d))
+    return out
 
 
 def _runs(hours: list[dt.datetime]) -> list[Range]:
@@ -457,7 +478,7 @@ def refresh(
                     row = conn.execute(
                         "SELECT count(DISTINCT dev_eui) FROM rollup_keys").fetchone()
                     result.devices = row[0] if row else 0
-                    result.derived_rows += _refresh_gateways(conn, m)
+                    result.derived_rows += _refresh_gateways(conn, m, config.timezone)
                     if not derived:
                         # History rolled up before the derived tables of tenant
                         # migration 0063 existed: fill them once.
@@ -478,7 +499,7 @@ def refresh(
                         conn, m, config, span[0], span[1] + HOUR)
                 with conn.transaction():
                     _as_owner(conn, m)
-                    result.derived_rows += _refresh_gateways(conn, m)
+                    result.derived_rows += _refresh_gateways(conn, m, config.timezone)
                     _keep_round(conn, m, config, settings, result)
     except Busy as exc:
         result.skipped = str(exc)

@@ -598,12 +598,12 @@ CREATE VIEW tenant_member.dash_measurements AS
      LEFT JOIN ( VALUES ('water.index'::text,'Index (L)'::text), ('water.flow'::text,'Débit (L/h)'::text), ('fill.distance'::text,'Distance aux déchets (mm)'::text), ('fill.level'::text,'Remplissage (%)'::text), ('air.co2'::text,'CO₂ (ppm)'::text), ('air.temperature'::text,'Température (°C)'::text), ('air.humidity'::text,'Humidité (%)'::text), ('battery.level'::text,'Batterie (%)'::text), ('battery.voltage'::text,'Tension batterie (V)'::text), ('energy.active'::text,'Énergie active (Wh)'::text), ('power.active'::text,'Puissance active (W)'::text), ('lamp.dim'::text,'Gradation (%)'::text), ('lamp.on'::text,'Allumage'::text)) l(metric, label) ON ((l.metric = m.metric)));
 
 --
--- Name: radio_hourly; Type: TABLE; Schema: tenant_member; Owner: -
+-- Name: radio_daily; Type: TABLE; Schema: tenant_member; Owner: -
 --
 
-CREATE TABLE tenant_member.radio_hourly (
+CREATE TABLE tenant_member.radio_daily (
     dev_eui text NOT NULL,
-    bucket timestamp with time zone NOT NULL,
+    day date NOT NULL,
     uplinks integer NOT NULL,
     rssi_sum bigint,
     rssi_n integer NOT NULL,
@@ -612,12 +612,11 @@ CREATE TABLE tenant_member.radio_hourly (
 );
 
 --
--- Name: dash_radio_hours; Type: VIEW; Schema: tenant_member; Owner: -
+-- Name: dash_radio_days; Type: VIEW; Schema: tenant_member; Owner: -
 --
 
-CREATE VIEW tenant_member.dash_radio_hours AS
- SELECT r.bucket AS "time",
-    (r.bucket AT TIME ZONE 'Europe/Paris'::text) AS time_local,
+CREATE VIEW tenant_member.dash_radio_days AS
+ SELECT (r.day)::timestamp without time zone AS day,
     r.dev_eui,
     COALESCE(d.name, r.dev_eui) AS device_name,
     d.category,
@@ -627,8 +626,8 @@ CREATE VIEW tenant_member.dash_radio_hours AS
     r.rssi_n,
     r.snr_sum,
     r.snr_n
-   FROM (tenant_member.radio_hourly r
-     LEFT JOIN tenant_member.dash_devices d ON ((d.dev_eui = r.dev_eui)));
+   FROM (tenant_member.radio_daily r
+     LEFT JOIN tenant_member.analytics_devices d ON ((d.dev_eui = r.dev_eui)));
 
 --
 -- Name: uplinks; Type: TABLE; Schema: tenant_member; Owner: -
@@ -1272,11 +1271,11 @@ ALTER TABLE ONLY tenant_member.gateway_hourly
     ADD CONSTRAINT gateway_hourly_pkey PRIMARY KEY (gateway_id, bucket);
 
 --
--- Name: radio_hourly radio_hourly_pkey; Type: CONSTRAINT; Schema: tenant_member; Owner: -
+-- Name: radio_daily radio_daily_pkey; Type: CONSTRAINT; Schema: tenant_member; Owner: -
 --
 
-ALTER TABLE ONLY tenant_member.radio_hourly
-    ADD CONSTRAINT radio_hourly_pkey PRIMARY KEY (dev_eui, bucket);
+ALTER TABLE ONLY tenant_member.radio_daily
+    ADD CONSTRAINT radio_daily_pkey PRIMARY KEY (dev_eui, day);
 
 --
 -- Name: rollup_daily rollup_daily_pkey; Type: CONSTRAINT; Schema: tenant_member; Owner: -
@@ -1460,10 +1459,10 @@ CREATE INDEX measurements_metric_time_idx ON tenant_member.measurements USING bt
 CREATE INDEX measurements_uplink_idx ON tenant_member.measurements USING btree (deduplication_id);
 
 --
--- Name: radio_hourly_bucket_idx; Type: INDEX; Schema: tenant_member; Owner: -
+-- Name: radio_daily_day_idx; Type: INDEX; Schema: tenant_member; Owner: -
 --
 
-CREATE INDEX radio_hourly_bucket_idx ON tenant_member.radio_hourly USING btree (bucket);
+CREATE INDEX radio_daily_day_idx ON tenant_member.radio_daily USING btree (day);
 
 --
 -- Name: rollup_daily_metric_idx; Type: INDEX; Schema: tenant_member; Owner: -
@@ -1801,16 +1800,16 @@ GRANT SELECT ON TABLE tenant_member.dash_lighting_hours TO member_reader;
 GRANT SELECT ON TABLE tenant_member.dash_measurements TO member_reader;
 
 --
--- Name: TABLE radio_hourly; Type: ACL; Schema: tenant_member; Owner: -
+-- Name: TABLE radio_daily; Type: ACL; Schema: tenant_member; Owner: -
 --
 
-GRANT SELECT ON TABLE tenant_member.radio_hourly TO member_reader;
+GRANT SELECT ON TABLE tenant_member.radio_daily TO member_reader;
 
 --
--- Name: TABLE dash_radio_hours; Type: ACL; Schema: tenant_member; Owner: -
+-- Name: TABLE dash_radio_days; Type: ACL; Schema: tenant_member; Owner: -
 --
 
-GRANT SELECT ON TABLE tenant_member.dash_radio_hours TO member_reader;
+GRANT SELECT ON TABLE tenant_member.dash_radio_days TO member_reader;
 
 --
 -- Name: TABLE uplinks; Type: ACL; Schema: tenant_member; Owner: -

@@ -1,10 +1,9 @@
--- Radio reception per device and UTC hour, from radio_hourly (kept by the refresh job):
+-- Radio reception per device and local day, from radio_daily (kept by the refresh job):
 -- uplinks received, and the sums and counts of their RSSI and SNR (an average is
 -- SUM(rssi_sum) / SUM(rssi_n)). What the health dashboard's charts over a week read, one
--- row per device and hour instead of every uplink (dash_uplinks keeps those).
-CREATE OR REPLACE VIEW dash_radio_hours AS
-SELECT r.bucket AS time,
-       (r.bucket AT TIME ZONE 'Europe/Paris') AS time_local,
+-- row per device and day instead of every uplink (dash_uplinks keeps those).
+CREATE OR REPLACE VIEW dash_radio_days AS
+SELECT r.day::timestamp AS day,
        r.dev_eui,
        coalesce(d.name, r.dev_eui) AS device_name,
        d.category,
@@ -14,5 +13,5 @@ SELECT r.bucket AS time,
        r.rssi_n,
        r.snr_sum,
        r.snr_n
-FROM radio_hourly r
-LEFT JOIN dash_devices d ON d.dev_eui = r.dev_eui;
+FROM radio_daily r
+LEFT JOIN analytics_devices d ON d.dev_eui = r.dev_eui;
