@@ -730,13 +730,14 @@ def chart_sql(chart: Any, dataset: Any, params: dict[str, Any]) -> str:
                             *(f'{e} AS "{n}"' for e, n in shown)])
         join = ""
         if groupby and params.get("series_limit"):
-            # Superset's series limit: the top groups over the range in a subquery.
+            # Superset's series limit: the top groups over the range in a subquery, in the
+            # chart's order (order_desc: false, the lowest).
             by = (metrics("series_limit_metric") or shown)[0][0]
             names = params.get("groupby") or []
             inner = ", ".join(f'"{c}" AS "{c}__"' for c in names)
             on = " AND ".join(f'"{c}" = "{c}__"' for c in names)
             join = (f" JOIN (SELECT {inner} FROM {source}{clause}"
-                    f" GROUP BY {', '.join(groupby)} ORDER BY {by} DESC"
+                    f" GROUP BY {', '.join(groupby)} ORDER BY {by} {desc}"
                     f" LIMIT {int(params['series_limit'])}) AS series_limit ON {on}")
         return (f"SELECT {select} FROM {source}{join}{clause}"
                 f" GROUP BY {', '.join([x, *groupby])} ORDER BY {shown[0][0]} {desc}"

@@ -77,6 +77,7 @@ TABLES: tuple[RetainedTable, ...] = (
     RetainedTable("water_events", "class"),
     RetainedTable("air_hourly", "class", "bucket"),
     RetainedTable("radio_daily", "class", "day"),
+    RetainedTable("battery_trends", "class", "last_day"),
     RetainedTable("waste_collections", "class"),
     # Kept by the refresh job from the tables above (migrations/tenant/0063_*): a meter's
     # nights, a container's state at its latest reading.

@@ -20,7 +20,7 @@ TABLES = (
     "rollup_state", "rollup_hourly", "rollup_daily", "water_hourly", "water_daily",
     "water_monthly", "water_events", "water_nights", "air_hourly", "air_daily",
     "waste_collections", "waste_containers",
-    "gateway_hourly", "radio_daily", "analytics_settings",
+    "gateway_hourly", "radio_daily", "battery_trends", "analytics_settings",
 )
 
 

@@ -11,6 +11,8 @@
 - Radio trend: mean RSSI and SNR of the best gateway, and their least-squares slope per
   day over the window (a falling slope: an antenna moved, a new obstacle, a tired
   battery).
+- Battery trend: the latest daily level and its slope over 30 days (battery_trends,
+  refreshed with the rollups), what the battery forecast reads.
 - Radio: uplinks, RSSI and SNR per device and local day (radio_daily, refreshed with
   the rollups), what the health dashboard's charts over a week read.
 - Gateways: uplinks per gateway and hour (gateway_hourly, refreshed with the rollups);
@@ -82,6 +84,39 @@ def recompute_radio(
             WHERE time >= %(a)s::timestamp AT TIME ZONE %(tz)s
               AND time < (%(b)s::date + 1)::timestamp AT TIME ZONE %(tz)s
             GROUP BY 1, 2
+            """
+        ).format(s=s),
+        params,
+    ).rowcount
+
+
+def recompute_batteries(
+    conn: psycopg.Connection, schema: str, dev_euis: list[str] | None = None
+) -> int:
+    """Rewrite battery_trends for these devices (all when None): the latest daily battery
+    level and its least-squares slope per day over the 30 days up to that day (7 days at
+    least), from the daily rollups."""
+    s = sql.Identifier(schema)
+    params = {"battery": BATTERY, "devs": dev_euis}
+    conn.execute(
+        sql.SQL("DELETE FROM {s}.battery_trends WHERE %(devs)s::text[] IS NULL"
+                " OR dev_eui = ANY(%(devs)s)").format(s=s), params)
+    return conn.execute(
+        sql.SQL(
+            """
+            INSERT INTO {s}.battery_trends (dev_eui, last_day, battery_pct, slope_pct_day,
+                                            days)
+            SELECT r.dev_eui, max(r.day), (array_agg(r.last ORDER BY r.day DESC))[1],
+                   CASE WHEN count(*) >= 7
+                        THEN regr_slope(r.last, r.day - date '2000-01-01') END,
+                   count(*)
+            FROM {s}.rollup_daily r
+            JOIN (SELECT dev_eui, max(day) AS last_day FROM {s}.rollup_daily
+                  WHERE metric = %(battery)s
+                    AND (%(devs)s::text[] IS NULL OR dev_eui = ANY(%(devs)s))
+                  GROUP BY dev_eui) l ON l.dev_eui = r.dev_eui
+            WHERE r.metric = %(battery)s AND r.day >= l.last_day - 30
+            GROUP BY r.dev_eui
             """
         ).format(s=s),
         params,

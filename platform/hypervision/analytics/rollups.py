@@ -297,12 +297,13 @@ def _recompute_derived(
     # Temperature and humidity too: air_hourly carries each hour's averages.
     air_rounds = ranges((air.CO2, air.TEMPERATURE, air.HUMIDITY))
     waste_rounds = ranges(waste.METRICS)
+    batteries = sorted({e for r in ranges((health.BATTERY,)) for e in r})
+    written = health.recompute_batteries(conn, m.schema, batteries) if batteries else 0
     concerned = {e for rounds in (water_rounds, air_rounds, waste_rounds)
                  for r in rounds for e in r}
     if not concerned:
-        return 0
+        return written
     known = devices(conn, m.schema, dev_euis=sorted(concerned))
-    written = 0
     for r in water_rounds:
         written += water.recompute(conn, m.schema, r, known, config.water, config.timezone)
     for r in air_rounds:
@@ -318,7 +319,8 @@ def _recompute_derived(
 def _rederive(conn: psycopg.Connection, m: Member, config: MemberAnalytics) -> int:
     """What the derived tables hold that is computed from the rollups and from other
     derived tables rather than from the measurements (water.derive, air.derive,
-    waste.recompute_states), recomputed for every device over all its history."""
+    health.recompute_batteries, waste.recompute_states), recomputed for every device over
+    all its history."""
     s = sql.Identifier(m.schema)
 
     def spans(table: str) -> dict[str, Range]:
@@ -341,8 +343,8 @@ def _rederive(conn: psycopg.Connection, m: Member, config: MemberAnalytics) -> i
     air_ranges = spans("air_hourly")
     air.derive(conn, m.schema, air_ranges, config.timezone)
     known = devices(conn, m.schema, category="waste")
-    return len(days) + len(air_ranges) + waste.recompute_states(
-        conn, m.schema, sorted(known), known, config.waste)
+    return len(days) + len(air_ranges) + health.recompute_batteries(conn, m.schema) \
+        + waste.recompute_states(conn, m.schema, sorted(known), known, config.waste)
 
 
 def _mark_derived(conn: psycopg.Connection, m: Member) -> None:

@@ -1269,6 +1269,17 @@ CREATE VIEW hv_operator.gateway_activity_24h AS
    FROM hv_operator.gateway_activity_counts(24) gateway_activity_counts(gateway_id, uplinks, members, last_heard);
 
 --
+-- Name: sun_days; Type: TABLE; Schema: hv_shared; Owner: -
+--
+
+CREATE TABLE hv_shared.sun_days (
+    day date NOT NULL,
+    sin_decl double precision NOT NULL,
+    cos_decl double precision NOT NULL,
+    eqtime_min double precision NOT NULL
+);
+
+--
 -- Name: access_grants id; Type: DEFAULT; Schema: hv; Owner: -
 --
 
@@ -1669,6 +1680,13 @@ ALTER TABLE ONLY hv.superset_targets
 
 ALTER TABLE ONLY hv.superset_users
     ADD CONSTRAINT superset_users_pkey PRIMARY KEY (member_key, username);
+
+--
+-- Name: sun_days sun_days_pkey; Type: CONSTRAINT; Schema: hv_shared; Owner: -
+--
+
+ALTER TABLE ONLY hv_shared.sun_days
+    ADD CONSTRAINT sun_days_pkey PRIMARY KEY (day);
 
 --
 -- Name: access_grants_lookup_idx; Type: INDEX; Schema: hv; Owner: -
@@ -2497,6 +2515,12 @@ GRANT SELECT ON TABLE hv_operator.events_per_member_day TO hv_operator_reader;
 --
 
 GRANT SELECT ON TABLE hv_operator.gateway_activity_24h TO hv_operator_reader;
+
+--
+-- Name: TABLE sun_days; Type: ACL; Schema: hv_shared; Owner: -
+--
+
+GRANT SELECT ON TABLE hv_shared.sun_days TO PUBLIC;
 
 --
 -- PostgreSQL database dump complete

@@ -16,7 +16,9 @@ CREATE TABLE IF NOT EXISTS radio_daily (
     snr_n     integer NOT NULL,
     PRIMARY KEY (dev_eui, day)
 );
-CREATE INDEX IF NOT EXISTS radio_daily_day_idx ON radio_daily (day);
+-- The view's `day` is `day::timestamp` (what Superset shows and filters on, as
+-- dash_water_daily's): its time filters use this index.
+CREATE INDEX IF NOT EXISTS radio_daily_day_timestamp_idx ON radio_daily ((day::timestamp));
 
 -- The last eight days, so that the dashboard's week is whole from the first refresh on.
 INSERT INTO radio_daily (dev_eui, day, uplinks, rssi_sum, rssi_n, snr_sum, snr_n)

@@ -199,6 +199,18 @@ CREATE TABLE tenant_member.analytics_settings (
 );
 
 --
+-- Name: battery_trends; Type: TABLE; Schema: tenant_member; Owner: -
+--
+
+CREATE TABLE tenant_member.battery_trends (
+    dev_eui text NOT NULL,
+    last_day date NOT NULL,
+    battery_pct double precision,
+    slope_pct_day double precision,
+    days integer NOT NULL
+);
+
+--
 -- Name: v_parametres; Type: VIEW; Schema: tenant_member; Owner: -
 --
 
@@ -310,38 +322,16 @@ CREATE VIEW tenant_member.dash_air_hours AS
      JOIN tenant_member.analytics_devices d ON ((d.dev_eui = a.dev_eui)));
 
 --
--- Name: rollup_daily; Type: TABLE; Schema: tenant_member; Owner: -
---
-
-CREATE TABLE tenant_member.rollup_daily (
-    day date NOT NULL,
-    dev_eui text NOT NULL,
-    metric text NOT NULL,
-    n bigint NOT NULL,
-    min double precision NOT NULL,
-    max double precision NOT NULL,
-    sum double precision NOT NULL,
-    first double precision NOT NULL,
-    last double precision NOT NULL,
-    first_time timestamp with time zone NOT NULL,
-    last_time timestamp with time zone NOT NULL
-);
-
---
 -- Name: dash_battery_forecast; Type: VIEW; Schema: tenant_member; Owner: -
 --
 
 CREATE VIEW tenant_member.dash_battery_forecast AS
  WITH b AS (
-         SELECT r.dev_eui,
-            (array_agg(r.last ORDER BY r.day DESC))[1] AS battery_pct,
-                CASE
-                    WHEN (count(*) >= 7) THEN regr_slope(r.last, ((r.day - '2000-01-01'::date))::double precision)
-                    ELSE NULL::double precision
-                END AS slope_pct_day
-           FROM tenant_member.rollup_daily r
-          WHERE ((r.metric = 'battery.level'::text) AND (r.day >= (CURRENT_DATE - 30)))
-          GROUP BY r.dev_eui
+         SELECT battery_trends.dev_eui,
+            battery_trends.battery_pct,
+            battery_trends.slope_pct_day
+           FROM tenant_member.battery_trends
+          WHERE (battery_trends.last_day >= (CURRENT_DATE - 30))
         )
  SELECT d.dev_eui,
     d.name AS device_name,
@@ -455,6 +445,24 @@ CREATE VIEW tenant_member.dash_device_health AS
   WHERE d.active;
 
 --
+-- Name: rollup_daily; Type: TABLE; Schema: tenant_member; Owner: -
+--
+
+CREATE TABLE tenant_member.rollup_daily (
+    day date NOT NULL,
+    dev_eui text NOT NULL,
+    metric text NOT NULL,
+    n bigint NOT NULL,
+    min double precision NOT NULL,
+    max double precision NOT NULL,
+    sum double precision NOT NULL,
+    first double precision NOT NULL,
+    last double precision NOT NULL,
+    first_time timestamp with time zone NOT NULL,
+    last_time timestamp with time zone NOT NULL
+);
+
+--
 -- Name: dash_energy_daily; Type: VIEW; Schema: tenant_member; Owner: -
 --
 
@@ -566,14 +574,20 @@ CREATE VIEW tenant_member.dash_lighting_hours AS
     COALESCE(d.name, h.dev_eui) AS device_name,
     COALESCE(d.building, d.address, 'Sans bâtiment'::text) AS building,
     (h.sum / (h.n)::double precision) AS burning_hours,
-    (tenant_member.sun_elevation((h.bucket + '00:30:00'::interval), COALESCE(d.lat, (46.6)::double precision), COALESCE(d.lon, (2.4)::double precision)) > (5)::double precision) AS daylight,
+    sun.up AS daylight,
         CASE
-            WHEN ((h.sum > (0)::double precision) AND (tenant_member.sun_elevation((h.bucket + '00:30:00'::interval), COALESCE(d.lat, (46.6)::double precision), COALESCE(d.lon, (2.4)::double precision)) > (5)::double precision)) THEN (h.sum / (h.n)::double precision)
+            WHEN ((h.sum > (0)::double precision) AND sun.up) THEN (h.sum / (h.n)::double precision)
             ELSE (0)::double precision
         END AS daylight_hours
-   FROM ((tenant_member.rollup_hourly h
+   FROM ((((tenant_member.rollup_hourly h
      CROSS JOIN p)
      LEFT JOIN tenant_member.analytics_devices d ON ((d.dev_eui = h.dev_eui)))
+     LEFT JOIN hv_shared.sun_days s ON ((s.day = ((h.bucket AT TIME ZONE 'UTC'::text))::date)))
+     CROSS JOIN LATERAL ( SELECT
+                CASE
+                    WHEN (s.day IS NULL) THEN (tenant_member.sun_elevation((h.bucket + '00:30:00'::interval), COALESCE(d.lat, (46.6)::double precision), COALESCE(d.lon, (2.4)::double precision)) > (5)::double precision)
+                    ELSE (((sin(radians(COALESCE(d.lat, (46.6)::double precision))) * s.sin_decl) + ((cos(radians(COALESCE(d.lat, (46.6)::double precision))) * s.cos_decl) * cos(radians(((((((mod(((date_part('epoch'::text, h.bucket))::bigint / 60), (1440)::bigint) + 30))::double precision + s.eqtime_min) + ((4)::double precision * COALESCE(d.lon, (2.4)::double precision))) / (4)::double precision) - (180)::double precision))))) > (0.0871557427476582)::double precision)
+                END AS up) sun)
   WHERE (h.metric = 'lamp.on'::text);
 
 --
@@ -1250,6 +1264,13 @@ ALTER TABLE ONLY tenant_member.analytics_settings
     ADD CONSTRAINT analytics_settings_pkey PRIMARY KEY (id);
 
 --
+-- Name: battery_trends battery_trends_pkey; Type: CONSTRAINT; Schema: tenant_member; Owner: -
+--
+
+ALTER TABLE ONLY tenant_member.battery_trends
+    ADD CONSTRAINT battery_trends_pkey PRIMARY KEY (dev_eui);
+
+--
 -- Name: device_state device_state_pkey; Type: CONSTRAINT; Schema: tenant_member; Owner: -
 --
 
@@ -1459,10 +1480,10 @@ CREATE INDEX measurements_metric_time_idx ON tenant_member.measurements USING bt
 CREATE INDEX measurements_uplink_idx ON tenant_member.measurements USING btree (deduplication_id);
 
 --
--- Name: radio_daily_day_idx; Type: INDEX; Schema: tenant_member; Owner: -
+-- Name: radio_daily_day_timestamp_idx; Type: INDEX; Schema: tenant_member; Owner: -
 --
 
-CREATE INDEX radio_daily_day_idx ON tenant_member.radio_daily USING btree (day);
+CREATE INDEX radio_daily_day_timestamp_idx ON tenant_member.radio_daily USING btree (((day)::timestamp without time zone));
 
 --
 -- Name: rollup_daily_metric_idx; Type: INDEX; Schema: tenant_member; Owner: -
@@ -1690,6 +1711,12 @@ GRANT SELECT ON TABLE tenant_member.analytics_devices TO member_reader;
 GRANT SELECT ON TABLE tenant_member.analytics_settings TO member_reader;
 
 --
+-- Name: TABLE battery_trends; Type: ACL; Schema: tenant_member; Owner: -
+--
+
+GRANT SELECT ON TABLE tenant_member.battery_trends TO member_reader;
+
+--
 -- Name: TABLE v_parametres; Type: ACL; Schema: tenant_member; Owner: -
 --
 
@@ -1712,12 +1739,6 @@ GRANT SELECT ON TABLE tenant_member.dash_air_days TO member_reader;
 --
 
 GRANT SELECT ON TABLE tenant_member.dash_air_hours TO member_reader;
-
---
--- Name: TABLE rollup_daily; Type: ACL; Schema: tenant_member; Owner: -
---
-
-GRANT SELECT ON TABLE tenant_member.rollup_daily TO member_reader;
 
 --
 -- Name: TABLE dash_battery_forecast; Type: ACL; Schema: tenant_member; Owner: -
@@ -1750,6 +1771,12 @@ GRANT SELECT ON TABLE tenant_member.measurements TO member_reader;
 --
 
 GRANT SELECT ON TABLE tenant_member.dash_device_health TO member_reader;
+
+--
+-- Name: TABLE rollup_daily; Type: ACL; Schema: tenant_member; Owner: -
+--
+
+GRANT SELECT ON TABLE tenant_member.rollup_daily TO member_reader;
 
 --
 -- Name: TABLE dash_energy_daily; Type: ACL; Schema: tenant_member; Owner: -

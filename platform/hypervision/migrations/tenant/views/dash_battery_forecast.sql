@@ -1,14 +1,12 @@
 -- Battery forecast per active device: the trend of its daily battery level over the last
--- 30 days (least squares), and when it reaches the member's low-battery threshold.
+-- 30 days (least squares, battery_trends, kept by the refresh job), and when it reaches
+-- the member's low-battery threshold. A device without a level in the last 30 days has no
+-- forecast.
 CREATE OR REPLACE VIEW dash_battery_forecast AS
 WITH b AS (
-    SELECT r.dev_eui,
-           (array_agg(r.last ORDER BY r.day DESC))[1] AS battery_pct,
-           CASE WHEN count(*) >= 7 THEN regr_slope(r.last, r.day - date '2000-01-01') END
-               AS slope_pct_day
-    FROM rollup_daily r
-    WHERE r.metric = 'battery.level' AND r.day >= current_date - 30
-    GROUP BY r.dev_eui
+    SELECT dev_eui, battery_pct, slope_pct_day
+    FROM battery_trends
+    WHERE last_day >= current_date - 30
 )
 SELECT d.dev_eui,
        d.name AS device_name,
