@@ -262,12 +262,14 @@ class Stack:
     def uplinks(self, member: str = MEMBER) -> int:
         return int(self.psql(f"SELECT count(*) FROM tenant_{member}.uplinks"))
 
-    def publish(self, count: int, member: str = MEMBER) -> int:
+    def publish(self, count: int, member: str = MEMBER, rate: float = 0.0) -> int:
         """`count` uplinks of the member's devices, published to the stack's Mosquitto as
-        ChirpStack would: account `chirpstack`, QoS 1, its topics and JSON. Runs in a
-        one-off platform container on the internal network (the simulator is in the image).
-        """
-        script = PUBLISHER.format(count=count, member=member, seed=secrets.randbits(32))
+        ChirpStack would: account `chirpstack`, QoS 1, its topics and JSON; at most `rate`
+        a second when given. Runs in a one-off platform container on the internal network
+        (the simulator is in the image). Each is sent until the broker acknowledged it,
+        through the broker's restarts (paho reconnects; the script publishes again)."""
+        script = PUBLISHER.format(count=count, member=member, seed=secrets.randbits(32),
+                                  pause=1 / rate if rate else 0.0)
         result = self.compose(
             "run", "--rm", "--no-deps", "-T", "-e",
             f"HV_PUBLISH_PASSWORD={self.env['CHIRPSTACK_MQTT_PASSWORD']}",
@@ -288,6 +290,7 @@ class Stack:
 # image, paho-mqtt as the receiver uses it.
 PUBLISHER = """
 import os
+import time
 import paho.mqtt.client as mqtt
 from hypervision.simulator import Simulator
 from pathlib import Path
@@ -304,10 +307,19 @@ client.loop_start()
 sent = 0
 for topic, payload in sim.stream(total={count}, status_every=10**9):
     if topic.endswith("/event/up"):
-        info = client.publish(topic, payload, qos=1)
-        info.wait_for_publish(timeout=60)
-        assert info.is_published(), topic
+        # As ChirpStack's client does: while the broker restarts, publish again once
+        # reconnected (QoS 1, at least once: the pipeline stores a repeat once).
+        while True:
+            info = client.publish(topic, payload, qos=1)
+            try:
+                info.wait_for_publish(timeout=120)
+            except RuntimeError:  # not connected: the broker is restarting
+                time.sleep(0.5)
+                continue
+            if info.is_published():
+                break
         sent += 1
+        time.sleep({pause})
 client.disconnect()
 client.loop_stop()
 print(sent)

@@ -31,10 +31,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
+import time
 import tomllib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +104,13 @@ def previous_release() -> str:
     if described.returncode == 0:
         return described.stdout.strip()
     lines = (REPO / "infra" / "docker" / "previous-release").read_text().splitlines()
-    return next(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+    named = next(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{named}^{{commit}}"],
+                      capture_output=True, check=False).returncode != 0:
+        pytest.fail(f"infra/docker/previous-release names {named}, which this clone does not"
+                    " have (a shallow clone, or a history rewritten since): name a commit of"
+                    " main, or tag the release")
+    return named
 
 
 def previous_tree(folder: Path) -> Path:
@@ -228,6 +237,49 @@ def test_an_uplink_published_through_mosquitto_reaches_the_members_table(stack: 
     sent = stack.publish(6)
     assert sent == 6
     assert stack.wait_for_uplinks(before + sent) == before + sent
+
+
+def kill_main_process(stack: Stack, service: str) -> None:
+    """A crash, not a stop: SIGKILL to the container's main process from the host, so
+    that Docker's restart policy (not a person) brings it back."""
+    container = stack.compose("ps", "-q", service).stdout.split()[0]
+    pid = int(run("docker", "inspect", "--format", "{{.State.Pid}}", container).strip())
+    os.kill(pid, signal.SIGKILL)
+
+
+# What is restarted during ingestion, and how: `docker compose restart` (a stop and a
+# start, as an operator or an update does), or a crash of the main process.
+RESTARTS = (("redis", "restart"), ("timescaledb", "restart"), ("mosquitto", "restart"),
+            ("worker", "crash"), ("receiver", "crash"))
+
+
+@pytest.mark.parametrize(("service", "how"), RESTARTS, ids=[s for s, _ in RESTARTS])
+def test_a_service_restarted_during_ingestion_loses_nothing_and_needs_nobody(
+    stack: Stack, service: str, how: str
+) -> None:
+    """Uplinks published at 40 a second while a service of the data path restarts or
+    crashes: every uplink is stored once, and the stack is healthy again by itself (the
+    restart policies of docker-compose.yml; the workers, receiver and beat reconnect)."""
+    before = stack.uplinks()
+    with ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(stack.publish, 400, MEMBER, 40.0)
+        # Once the stream flows through to the member's table, in its middle:
+        assert stack.wait_for_uplinks(before + 20, timeout=120) >= before + 20
+        with phase(f"{stack.name} {how} {service} during ingestion"):
+            if how == "crash":
+                kill_main_process(stack, service)
+            else:
+                stack.compose("restart", service, timeout=300)
+        sent = sending.result(timeout=600)
+    assert sent == 400
+    assert stack.wait_for_uplinks(before + sent, timeout=300) == before + sent
+    # None doubled: one row per uplink (the count above is of rows, exactly the number
+    # sent), and the stack healthy without a hand on it.
+    deadline = time.monotonic() + 300
+    while (problems := stack.unhealthy()) and time.monotonic() < deadline:
+        time.sleep(5)
+    assert problems == []
+    assert stack.uplinks() == before + sent
 
 
 def test_the_api_answers_through_the_proxy_over_tls(stack: Stack) -> None:
