@@ -49,7 +49,10 @@ DOCKER_ENV = {**os.environ, "PATH": "/usr/bin:/usr/sbin:" + os.environ.get("PATH
 ONE_SHOTS = ("migrate", "superset-init", "chirpstack-init")
 
 # Each phase's time, one line each (`phase`): read it after a run to see where time goes.
-PHASES = Path(os.environ.get("HV_TEST_DATA_DIR", "/tmp/hypervision-test")) / "stack-phases.log"
+# Beside the test data folder, not in it: the session's services empty that folder when
+# they start, after the images' background build has begun writing its log.
+_DATA = Path(os.environ.get("HV_TEST_DATA_DIR", "/tmp/hypervision-test"))
+PHASES = _DATA.with_name(f"{_DATA.name}-stack") / "stack-phases.log"
 
 
 @contextmanager
@@ -172,7 +175,10 @@ class Stack:
                     # Each role's password, written by `migrate`: the test's, not the
                     # checkout's ./secrets.
                     "ROLE_SECRETS_DIR": str(self.folder / "secrets"),
-                    "HV_WORKER_CONCURRENCY": "1"}
+                    "HV_WORKER_CONCURRENCY": "1",
+                    # A worker killed mid-batch: its batch comes back after 20 s, not
+                    # the default 5 minutes (test_stack's crash of the worker).
+                    "HV_BROKER_VISIBILITY_TIMEOUT": "20"}
         self.folder.mkdir(parents=True, exist_ok=True)
         # docs/runbook.md, "Install", step 4: the role passwords' folder, the platform's.
         role_secrets = self.folder / "secrets"
