@@ -17,7 +17,7 @@ ChirpStack's own images cannot be fetched here: its services stay behind the
 Mosquitto with ChirpStack's account. The tests run in order and share the stack (a
 module fixture), whose project name (`hvtest-<port base>`) never collides with a real
 deployment's; it is removed with its volumes at the end, failed or not. Each phase's time
-is written to `<HV_TEST_DATA_DIR>/stack-phases.log`.
+is written to `<HV_TEST_DATA_DIR>-stack/stack-phases.log`.
 
 Needs root (or a running Docker engine): infra/docker/engine.sh installs Docker and
 Compose v2 from Debian's archive and starts the engine; without either the tests fail,
