@@ -177,7 +177,9 @@ class Stack:
                     "ROLE_SECRETS_DIR": str(self.folder / "secrets"),
                     "HV_WORKER_CONCURRENCY": "1",
                     # A worker killed mid-batch: its batch comes back after 20 s, not
-                    # the default 5 minutes (test_stack's crash of the worker).
+                    # the default 5 minutes (test_stack's crash of the worker). Compose
+                    # takes a variable of its own environment first: under pytest the
+                    # session's HV_BROKER_VISIBILITY_TIMEOUT (tests/conftest.py) wins.
                     "HV_BROKER_VISIBILITY_TIMEOUT": "20"}
         self.folder.mkdir(parents=True, exist_ok=True)
         # docs/runbook.md, "Install", step 4: the role passwords' folder, the platform's.
