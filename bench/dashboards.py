@@ -456,7 +456,8 @@ def radio(conn: Any, slug: str, u0: datetime, t1: datetime) -> None:
         health.recompute_gateways(conn, m.schema, u0, t1)
         if table_exists(conn, m.schema, "radio_daily"):
             health.recompute_radio(conn, m.schema, u0.astimezone(ZoneInfo(zone)).date(),
-                                   t1.astimezone(ZoneInfo(zone)).date(), zone)
+                                   t1.astimezone(ZoneInfo(zone)).date()
+                                   + timedelta(days=1), zone)
         conn.execute(
             sql.SQL("INSERT INTO {}.rollup_state (stream, watermark) VALUES (%s, %s)"
                     " ON CONFLICT (stream) DO UPDATE SET watermark = excluded.watermark").format(

@@ -63,14 +63,14 @@ def recompute_gateways(
 
 
 def recompute_radio(
-    conn: psycopg.Connection, schema: str, first: dt.date, last: dt.date, timezone: str
+    conn: psycopg.Connection, schema: str, first: dt.date, end: dt.date, timezone: str
 ) -> int:
-    """Rewrite radio_daily for the local days `first` to `last` (included): per device and
-    day, the uplinks received and the sums and counts of their RSSI and SNR."""
+    """Rewrite radio_daily for the local days from `first` to `end` (excluded): per device
+    and day, the uplinks received and the sums and counts of their RSSI and SNR."""
     s = sql.Identifier(schema)
-    params = {"a": first, "b": last, "tz": timezone}
+    params = {"a": first, "b": end, "tz": timezone}
     conn.execute(
-        sql.SQL("DELETE FROM {s}.radio_daily WHERE day >= %(a)s AND day <= %(b)s").format(s=s),
+        sql.SQL("DELETE FROM {s}.radio_daily WHERE day >= %(a)s AND day < %(b)s").format(s=s),
         params,
     )
     return conn.execute(
@@ -82,7 +82,7 @@ def recompute_radio(
                    count(rssi), sum(snr), count(snr)
             FROM {s}.uplinks
             WHERE time >= %(a)s::timestamp AT TIME ZONE %(tz)s
-              AND time < (%(b)s::date + 1)::timestamp AT TIME ZONE %(tz)s
+              AND time < %(b)s::timestamp AT TIME ZONE %(tz)s
             GROUP BY 1, 2
             """
         ).format(s=s),

@@ -66,6 +66,7 @@ UPLINK_MARGIN = dt.timedelta(minutes=10)
 # Without a previous run, the hours of the uplinks of this last period are recomputed.
 FIRST_UPLINK_HOURS = dt.timedelta(days=8)
 MICROSECOND = dt.timedelta(microseconds=1)
+DAY = dt.timedelta(days=1)
 
 
 @dataclass
@@ -388,7 +389,7 @@ def _refresh_gateways(conn: psycopg.Connection, m: Member, timezone: str) -> int
             sql.SQL("SELECT DISTINCT time_bucket('1 hour', time) AS h FROM {}.uplinks"
                     " WHERE ").format(sql.Identifier(m.schema)) + condition
             + sql.SQL(" ORDER BY h"), params).fetchall()]
-        ranges = _runs(hours)
+        ranges = _runs(hours, HOUR)
     written = 0
     zone = ZoneInfo(timezone)
     days: set[dt.date] = set()
@@ -397,34 +398,23 @@ def _refresh_gateways(conn: psycopg.Connection, m: Member, timezone: str) -> int
         day, last = a.astimezone(zone).date(), (b - MICROSECOND).astimezone(zone).date()
         while day <= last:
             days.add(day)
-            day += dt.timedelta(days=1)
-    for first, last_day in _day_runs(sorted(days)):
-        written += health.recompute_radio(conn, m.schema, first, last_day, timezone)
+            day += DAY
+    for first, end in _runs(sorted(days), DAY):
+        written += health.recompute_radio(conn, m.schema, first, end, timezone)
     # The watermark: the hours before its own are complete (hv_operator's gateway
     # activity reads the raw uplinks from it on).
     _save_state(conn, m.schema, UPLINKS, snapshot=new, watermark=now)
     return written
 
 
-def _day_runs(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """Sorted days as (first, last) of consecutive days."""
-    out: list[tuple[dt.date, dt.date]] = []
-    for d in days:
-        if out and out[-1][1] + dt.timedelta(days=1) == d:
-            out[-1] = (out[-1][0], d)
+def _runs(points: list[Any], step: dt.timedelta) -> list[tuple[Any, Any]]:
+    """Sorted points `step` apart (hours, days) as half-open ranges of consecutive ones."""
+    out: list[tuple[Any, Any]] = []
+    for p in points:
+        if out and out[-1][1] == p:
+            out[-1] = (out[-1][0], p + step)
         else:
-            out.append((d, d))
-    return out
-
-
-def _runs(hours: list[dt.datetime]) -> list[Range]:
-    """Sorted hour buckets as ranges of consecutive hours."""
-    out: list[Range] = []
-    for h in hours:
-        if out and out[-1][1] == h:
-            out[-1] = (out[-1][0], h + HOUR)
-        else:
-            out.append((h, h + HOUR))
+            out.append((p, p + step))
     return out
 
 
